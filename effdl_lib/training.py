@@ -1,0 +1,61 @@
+"""A minimal training loop on in-memory tensors, counted in gradient steps (not epochs) so
+arms with transfer sets of different sizes get the same optimisation budget."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .runtime import Runtime
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
+    """Yield ``steps`` index batches, reshuffling after each pass over ``n`` items."""
+    if n <= 0:
+        raise ValueError("cannot draw batches from an empty set")
+    batch_size = min(batch_size, n)
+    perm, pos = torch.randperm(n, generator=gen), 0
+    for _ in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        yield perm[pos:pos + batch_size]
+        pos += batch_size
+
+
+def train(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn: LossFn, *,
+          steps: int, batch_size: int, lr: float, rt: Runtime, seed_offset: int = 0,
+          desc: str = "train", weight_decay: float = 0.0) -> list[float]:
+    """Adam with a cosine learning-rate decay over ``steps``; returns the loss curve."""
+    model.to(rt.device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    gen = rt.generator(seed_offset)
+    losses = []
+    bar = tqdm(batches(len(x), batch_size, steps, gen), total=steps, desc=desc,
+               disable=rt.quiet, leave=False, mininterval=1.0)
+    for idx in bar:
+        xb, tb = x[idx].to(rt.device), target[idx].to(rt.device)
+        loss = loss_fn(model(xb), tb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, rt: Runtime,
+                   batch_size: int = 2048) -> torch.Tensor:
+    model.to(rt.device).eval()
+    return torch.cat([model(x[i:i + batch_size].to(rt.device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rt: Runtime) -> float:
+    return float((predict_logits(model, x, rt).argmax(1) == y).float().mean())
