@@ -32,8 +32,8 @@ class Rule:
         return (f"reproduced if the 95% CI lies {self.direction} {self.threshold:g}; partly if "
                 f"only the mean is {side} {self.threshold:g}; needs n >= {self.min_n}")
 
-    def decide(self, est: Estimate) -> str:
-        if est.n < self.min_n:
+    def decide(self, est: Estimate | None) -> str:
+        if est is None or est.n < self.min_n:
             return NOT_TESTABLE
         sign = 1.0 if self.direction == "above" else -1.0
         if sign * (est.ci_low if sign > 0 else est.ci_high) > sign * self.threshold:

@@ -185,7 +185,7 @@ class Config(ChapterConfig):
         smoke = cls(seeds=2, val_size=1000, teacher_train=4000, teacher_steps=150,
                     transfer_size=1000, student_steps=80, student_hidden=64,
                     temperatures=(1.0, 4.0), k_shots=(1, 10), finetune_steps=40)
-        cpu = cls(seeds=3, val_size=5000, teacher_train=20000, teacher_steps=1200,
+        cpu = cls(seeds=3, val_size=5000, teacher_train=20000, teacher_steps=800,
                   transfer_size=10000, student_steps=700, student_hidden=128,
                   temperatures=(1.0, 2.0, 4.0, 8.0), k_shots=(1, 5, 10, 100),
                   finetune_steps=200, threads=2)

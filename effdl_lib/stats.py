@@ -60,3 +60,14 @@ def bootstrap_ratio(num: Sequence[float], den: Sequence[float], level: float = 0
     ratios = num[i].mean(axis=1) / den[j].mean(axis=1)
     lo, hi = np.quantile(ratios, [0.5 - level / 2, 0.5 + level / 2])
     return Estimate(point, float(lo), float(hi), int(min(num.size, den.size)))
+
+
+def summarize(table, by, value: str):
+    """Mean and 95 % t-interval of ``value`` per group of ``by`` (a pandas DataFrame)."""
+    import pandas as pd
+    rows = []
+    for key, group in table.groupby(by, sort=False):
+        est = mean_ci(group[value].to_numpy())
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip([by] if isinstance(by, str) else by, key)), **est.as_dict()})
+    return pd.DataFrame(rows)

@@ -1,0 +1,67 @@
+# effdl: `make book` builds the reproduction record and the HTML book; `make test` runs
+# every test. Both create the virtual environment and build the extensions first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXT_STAMP := build/.extensions
+JOBS ?= 2
+NB ?= 01_ood_distillation
+PROFILE ?= cpu
+PARAMS ?=
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv ext chapters chapter book book-html smoke test test-unit test-notebooks check clean
+
+help:
+	@echo "make book      set up, execute every chapter (cpu profile), build the HTML book"
+	@echo "make test      set up, run unit tests, notebooks under smoke (nbval), book build"
+	@echo "make chapter NB=01_ood_distillation PROFILE=gpu PARAMS='-p seeds 5'"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt "setuptools" "wheel" "Cython" "numpy"
+	$(PY) -m pip install -q -c constraints.txt -e ".[book,test]" --no-build-isolation
+	$(PY) -m ipykernel install --sys-prefix --name effdl --display-name "effdl (venv)" >/dev/null
+	touch $@
+
+venv: $(STAMP)
+
+$(EXT_STAMP): $(STAMP) setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.h)
+	$(PY) setup.py -q build_ext --inplace
+	mkdir -p build && touch $@
+
+ext: $(EXT_STAMP)
+
+chapters: ext
+	$(PY) -m effdl_lib.pipeline run --profile cpu
+
+chapter: ext
+	$(PY) -m effdl_lib.pipeline run $(NB) --profile $(PROFILE) $(PARAMS)
+
+book-html: ext
+	$(PY) -m effdl_lib.pipeline record-page
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --quiet
+
+book: chapters book-html
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+smoke: ext
+	$(PY) -m effdl_lib.pipeline smoke
+
+check: ext
+	$(PY) -m effdl_lib.pipeline check
+
+test-unit: ext
+	$(VENV)/bin/pytest -q -n $(JOBS) tests
+
+test-notebooks: smoke
+	EFFDL_RECORD_DIR=build/smoke EFFDL_QUIET=1 $(VENV)/bin/pytest -q -n $(JOBS) --dist loadfile \
+	  --nbval-lax --nbval-current-env -p no:cacheprovider build/smoke
+
+test: ext
+	$(MAKE) --no-print-directory test-unit test-notebooks check book-html
+
+clean:
+	rm -rf build _build

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from effdl_lib.stats import bootstrap_ratio, mean_ci, paired_diff, summarize
+
+
+def test_mean_ci_hand_computed():
+    # mean 2, sd 1, n 3: half-width = t(0.975, 2) * 1 / sqrt(3) = 4.302653 / 1.732051
+    est = mean_ci([1.0, 2.0, 3.0])
+    assert est.mean == pytest.approx(2.0)
+    assert est.ci_high - est.mean == pytest.approx(2.484138, rel=1e-5)
+    assert est.ci_low == pytest.approx(2.0 - 2.484138, rel=1e-5)
+    assert est.n == 3
+
+
+def test_mean_ci_single_value_has_no_width():
+    est = mean_ci([0.7])
+    assert (est.mean, est.ci_low, est.ci_high, est.n) == (0.7, 0.7, 0.7, 1)
+    assert "no CI" in est.fmt()
+
+
+def test_mean_ci_rejects_empty_and_nan():
+    with pytest.raises(ValueError):
+        mean_ci([])
+    with pytest.raises(ValueError):
+        mean_ci([1.0, float("nan")])
+
+
+def test_paired_diff_removes_shared_seed_effect():
+    a = np.array([0.50, 0.70, 0.90])
+    b = a - 0.10  # a constant 0.1 advantage on every seed: zero-width interval
+    est = paired_diff(a, b)
+    assert est.mean == pytest.approx(0.1)
+    assert est.ci_high - est.ci_low == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        paired_diff([1, 2], [1, 2, 3])
+
+
+def test_bootstrap_ratio_point_and_bounds():
+    num, den = np.array([20.0, 22.0, 18.0, 20.0]), np.array([1.0, 1.1, 0.9, 1.0])
+    est = bootstrap_ratio(num, den, n_boot=2000)
+    assert est.mean == pytest.approx(20.0)
+    assert est.ci_low <= 20.0 <= est.ci_high
+    assert est.ci_low > 19.0 and est.ci_high < 21.0  # paired: ratios per index are all 20
+    with pytest.raises(ValueError):
+        bootstrap_ratio([1.0], [0.0])
+
+
+def test_summarize_groups():
+    import pandas as pd
+    df = pd.DataFrame({"arm": ["a", "a", "b", "b"], "acc": [1.0, 3.0, 5.0, 5.0]})
+    out = summarize(df, "arm", "acc").set_index("arm")
+    assert out.loc["a", "mean"] == 2.0 and out.loc["b", "ci_low"] == 5.0 and out.loc["a", "n"] == 2
