@@ -61,7 +61,7 @@ test-notebooks: smoke
 	  --nbval-lax --nbval-current-env -p no:cacheprovider build/smoke
 
 test: ext
-	$(MAKE) --no-print-directory test-unit test-notebooks check book-html
+	$(MAKE) --no-print-directory test-unit test-notebooks book-html
 
 clean:
 	rm -rf build _build

@@ -35,6 +35,8 @@ enum { AP_OK = 0, AP_FOREIGN = 1, AP_DOUBLE_FREE = 2, AP_NOMEM = 3, AP_EINVAL = 
 #define AP_MAX_LEVELS 11 /* 64^11 > 2^64 leaves */
 #define AP_PAGE ((size_t)4096)
 #define AP_DEFAULT_RESERVE ((size_t)1 << 36) /* 64 GiB of address space, not memory */
+#define AP_MAX_RESERVE ((size_t)1 << 47)
+#define AP_MAX_STRIDE ((size_t)1 << 16)
 
 typedef struct ap_chunk {
     size_t first;                /* global index of the chunk's first slot */
@@ -54,6 +56,7 @@ typedef struct ap_pool {
     /* arena (pool kinds) */
     char *base;
     size_t reserve_bytes, committed_bytes;
+    uint64_t recip;         /* ceil(2^64 / stride): exact offset / stride below 2^48 */
     size_t n_slots;         /* slots in committed chunks */
     size_t limit_bytes;     /* n_slots * stride: end of the owned range */
     size_t initial_slots;
@@ -61,12 +64,23 @@ typedef struct ap_pool {
     int n_chunks;
     ap_chunk chunks[AP_MAX_CHUNKS];
     uint64_t chunk_free_mask; /* bitmap: bit c set <=> chunk c has a free slot */
+    /* bitmap cursor: when cur_ok, leaf word cur_w of chunk cur_c is the lowest non-empty
+     * leaf word of the pool, so lowest-first allocation skips the descent */
+    int cur_ok, cur_c;
+    size_t cur_w;
     /* list pools */
     void *head;             /* free list (ordered: ascending addresses) */
     size_t bump;            /* slots below bump have been handed out at least once */
 } ap_pool;
 
 static inline int ap_ctz(uint64_t w) { return __builtin_ctzll(w); }
+
+/* off / stride without a hardware divide (it dominated free): with M = ceil(2^64 / d)
+ * and d <= 2^16, (M * off) >> 64 is exact for off < 2^48 (Lemire, Kaser & Kurz 2019). */
+static inline size_t ap_slot_of(const ap_pool *p, size_t off)
+{
+    return (size_t)(((__uint128_t)p->recip * off) >> 64);
+}
 
 static inline size_t ap_round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
@@ -149,14 +163,18 @@ static int ap_init(ap_pool *p, int kind, size_t obj_size, size_t capacity,
     p->max_slots = capacity;
     if (obj_size == 0 || kind < AP_SYSTEM || kind > AP_ORDERED) return AP_EINVAL;
     if (kind == AP_SYSTEM) return AP_OK;
-    if (obj_size < 8 || obj_size % 8 || initial_slots == 0 ||
+    if (obj_size < 8 || obj_size % 8 || obj_size > AP_MAX_STRIDE || initial_slots == 0 ||
         (initial_slots & (initial_slots - 1)))
         return AP_EINVAL;
     p->initial_slots = initial_slots;
     p->init_shift = ap_ctz(initial_slots);
     if (reserve_bytes == 0)
-        reserve_bytes = capacity ? capacity * obj_size : AP_DEFAULT_RESERVE;
+        reserve_bytes = !capacity ? AP_DEFAULT_RESERVE
+                        : capacity > AP_MAX_RESERVE / obj_size ? AP_MAX_RESERVE
+                        : capacity * obj_size;
+    if (reserve_bytes > AP_MAX_RESERVE) reserve_bytes = AP_MAX_RESERVE;
     reserve_bytes = ap_round_up(reserve_bytes, AP_PAGE);
+    p->recip = UINT64_MAX / obj_size + 1;
     void *m = MAP_FAILED;
     /* fall back to smaller reservations where address space is limited (ulimit -v) */
     while (reserve_bytes >= AP_PAGE) {
@@ -184,7 +202,7 @@ static void ap_destroy(ap_pool *p)
 static inline int ap_owns(const ap_pool *p, const void *ptr)
 {
     size_t off = (size_t)((const char *)ptr - p->base);
-    return p->kind != AP_SYSTEM && off < p->limit_bytes && off % p->stride == 0;
+    return p->kind != AP_SYSTEM && off < p->limit_bytes && ap_slot_of(p, off) * p->stride == off;
 }
 
 /* ---- Fast Bitmap Fit ---------------------------------------------------------------- */
@@ -220,16 +238,17 @@ static inline size_t ap_tree_next(const ap_chunk *c, size_t i)
     return i;
 }
 
-/* Mark leaf i used; return 1 when the chunk became full. */
+/* Mark leaf i used.  Returns 0, 1 when its leaf word became empty, 2 when the whole
+ * chunk became full. */
 static inline int ap_tree_take(ap_chunk *c, size_t i)
 {
     for (int l = 0; l <= c->top; ++l) {
         uint64_t *w = &c->bits[c->off[l] + (i >> 6)];
         *w &= ~((uint64_t)1 << (i & 63));
-        if (*w) return 0;
+        if (*w) return l ? 1 : 0;
         i >>= 6;
     }
-    return 1;
+    return 2;
 }
 
 /* Mark leaf i free; AP_DOUBLE_FREE when it already was. */
@@ -250,16 +269,36 @@ static inline int ap_tree_give(ap_chunk *c, size_t i)
 static inline void *ap_bitmap_take(ap_pool *p, int ci, size_t leaf)
 {
     ap_chunk *c = &p->chunks[ci];
-    if (ap_tree_take(c, leaf)) p->chunk_free_mask &= ~((uint64_t)1 << ci);
+    int emptied = ap_tree_take(c, leaf);
+    if (emptied == 2) p->chunk_free_mask &= ~((uint64_t)1 << ci);
+    if (emptied && p->cur_ok && p->cur_c == ci && p->cur_w == (leaf >> 6)) p->cur_ok = 0;
     p->n_used++;
     return p->base + (c->first + leaf) * p->stride;
 }
 
 static inline void *ap_bitmap_alloc(ap_pool *p)
 {
+    if (p->cur_ok) { /* fast path: lowest bit of the cached lowest leaf word */
+        ap_chunk *c = &p->chunks[p->cur_c];
+        uint64_t *w = &c->bits[p->cur_w]; /* leaves are level 0, at offset 0 */
+        size_t leaf = (p->cur_w << 6) | (size_t)ap_ctz(*w);
+        if (*w & (*w - 1)) {
+            *w &= *w - 1;
+            p->n_used++;
+            return p->base + (c->first + leaf) * p->stride;
+        }
+        return ap_bitmap_take(p, p->cur_c, leaf); /* word empties: propagate upward */
+    }
     if (!p->chunk_free_mask && ap_grow(p) != AP_OK) return NULL;
     int ci = ap_ctz(p->chunk_free_mask);
-    return ap_bitmap_take(p, ci, ap_tree_first(&p->chunks[ci]));
+    size_t leaf = ap_tree_first(&p->chunks[ci]);
+    void *r = ap_bitmap_take(p, ci, leaf);
+    if (p->chunks[ci].bits[leaf >> 6]) { /* remember the word while it has free bits */
+        p->cur_ok = 1;
+        p->cur_c = ci;
+        p->cur_w = leaf >> 6;
+    }
+    return r;
 }
 
 /* Free slot at or above the hint's slot within the hint's chunk; otherwise lowest-first.
@@ -268,7 +307,7 @@ static inline void *ap_bitmap_alloc_near(ap_pool *p, const void *hint)
 {
     size_t off = (size_t)((const char *)hint - p->base);
     if (off < p->limit_bytes) {
-        size_t s = off / p->stride;
+        size_t s = ap_slot_of(p, off);
         int ci = ap_chunk_of(p, s);
         if ((p->chunk_free_mask >> ci) & 1) {
             size_t leaf = ap_tree_next(&p->chunks[ci], s - p->chunks[ci].first);
@@ -282,13 +321,20 @@ static inline int ap_bitmap_free(ap_pool *p, void *ptr)
 {
     size_t off = (size_t)((char *)ptr - p->base);
     if (off >= p->limit_bytes) return AP_FOREIGN;
-    size_t s = off / p->stride;
+    size_t s = ap_slot_of(p, off);
     if (s * p->stride != off) return AP_FOREIGN; /* interior pointer */
     int ci = ap_chunk_of(p, s);
     ap_chunk *c = &p->chunks[ci];
-    if (ap_tree_give(c, s - c->first) != AP_OK) return AP_DOUBLE_FREE;
+    size_t leaf = s - c->first;
+    if (ap_tree_give(c, leaf) != AP_OK) return AP_DOUBLE_FREE;
     p->chunk_free_mask |= (uint64_t)1 << ci;
     p->n_used--;
+    /* a free below the cursor becomes the new lowest word; an invalid cursor stays
+     * invalid (lower free words may exist) until the next descent */
+    if (p->cur_ok && (ci < p->cur_c || (ci == p->cur_c && (leaf >> 6) < p->cur_w))) {
+        p->cur_c = ci;
+        p->cur_w = leaf >> 6;
+    }
     return AP_OK;
 }
 

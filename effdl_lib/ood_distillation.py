@@ -345,7 +345,7 @@ def paired(table: pd.DataFrame, column: str, a: str, b: str, value: str = "test_
 
 # ---------------------------------------------------------------- claims (fixed before running)
 
-_ABSTRACT = "abstract (qualitative; numbers not available offline)"
+_ABSTRACT = "abstract (qualitative)"
 
 CLAIMS = {
     **{f"beats-control-{src}": Claim(

@@ -42,6 +42,7 @@ from effdl_lib.config import ConfigError, notebook_parameters
 from effdl_lib.records import Record, glue
 from effdl_lib.stats import paired_diff, summarize
 
+pd.set_option("display.max_colwidth", 400)
 _names_before = set(globals())
 
 # %% tags=["parameters"]
