@@ -19,7 +19,16 @@ help:
 	@echo "make test      set up, run unit tests, notebooks under smoke (nbval), book build"
 	@echo "make chapter NB=01_ood_distillation PROFILE=gpu PARAMS='-p seeds 5'"
 
+# Real allocators for the Fast Bitmap Fit chapter (LD_PRELOAD); optional, so a machine
+# without apt or root still builds everything else and the chapter says which ran.
+SYSDEPS := libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+
 $(STAMP): pyproject.toml constraints.txt
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  dpkg -s $(SYSDEPS) >/dev/null 2>&1 || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; } || \
+	  echo "warning: could not install $(SYSDEPS); the allocator chapter will run without them"; \
+	else echo "note: install $(SYSDEPS) (Debian) to compare real allocators"; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt "setuptools" "wheel" "Cython" "numpy"
 	$(PY) -m pip install -q -c constraints.txt -e ".[book,test]" --no-build-isolation

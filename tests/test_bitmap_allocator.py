@@ -406,3 +406,35 @@ def test_pxd_usable_from_cython(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("consumer", None)
+
+
+# ---------------------------------------------------------------- chapter configuration
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"target_n": 12345}, "must be one of sizes"),
+    ({"sizes": [16]}, "sizes must lie in"),
+    ({"obj_sizes": [48]}, "obj_sizes must include 32"),
+    ({"repeats": 0}, "repeats must be >= 1"),
+    ({"locality_n": 1 << 10}, "locality_n is fixed"),
+    ({"preload": False}, "unknown parameter 'preload'"),
+])
+def test_chapter_config_rejects_bad_values(overrides, message):
+    from effdl_lib.config import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        B.Config.resolve("cpu", overrides)
+
+
+def test_chapter_profiles_and_claims():
+    smoke, cpu = B.Config.resolve("smoke"), B.Config.resolve("cpu")
+    assert max(smoke.sizes) <= 1 << 14 and max(cpu.sizes) <= 1 << 21
+    assert cpu.target_n >= 1 << 20
+    assert B.CLAIMS["paper-speedups"].rule.decide(None) == "not testable at this scale"
+
+
+def test_locality_over_seeds_and_drift_are_deterministic_for_pools():
+    a = B.locality_over_seeds(["bitmap", "lifo"], 1 << 10, seeds=2)
+    b = B.locality_over_seeds(["bitmap", "lifo"], 1 << 10, seeds=2)
+    cols = ["same_line", "same_page", "forward", "pages_per_1000"]
+    assert a[cols].equals(b[cols])
+    d = B.drift(["bitmap"], 1 << 10, rounds=2, seeds=1, repeats=1)
+    assert list(d["round"]) == [1, 2] and (d["same_page"] > 0.9).all()
