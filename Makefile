@@ -53,7 +53,9 @@ book-html: ext
 	$(PY) -m effdl_lib.pipeline record-page
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --quiet
 
-book: chapters book-html
+book: ext
+	$(MAKE) --no-print-directory chapters   # sequential even under make -j: the book needs the records
+	$(MAKE) --no-print-directory book-html
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 smoke: ext

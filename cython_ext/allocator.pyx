@@ -281,6 +281,9 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
         raise ValueError("frac must be in [0, 1]")
     if repeats < 1 or rounds < 1:
         raise ValueError("repeats and rounds must be positive")
+    if repeats > 1000 or rounds > 10000:
+        # rounds * repeats sizes a C buffer: keep the product far from int overflow
+        raise ValueError("repeats must be <= 1000 and rounds <= 10000")
     kind, use_hint = ALLOCATOR_KINDS[allocator]
     cdef int w = WORKLOADS[workload]
     cdef int n_rounds = rounds if w == 4 else 1
@@ -298,7 +301,7 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
     q.seed = seed
     q.use_hint = use_hint
 
-    cdef cnp.ndarray[double, ndim=1] trav = np.full(n_rounds * repeats, np.nan)
+    cdef cnp.ndarray[double, ndim=1] trav = np.full(<Py_ssize_t>n_rounds * <Py_ssize_t>repeats, np.nan)
     cdef Py_ssize_t cap = n + ops if w == 2 else n
     cdef cnp.ndarray[uint64_t, ndim=1] addrs = np.zeros(cap, dtype=np.uint64)
     cdef cnp.ndarray[uint64_t, ndim=1] raddrs

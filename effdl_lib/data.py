@@ -97,12 +97,18 @@ REGISTRY: dict[str, DataFile] = {f.name: f for f in [
 ]}
 
 
+def env_path(name: str, default: str) -> Path:
+    """A folder from the environment; relative paths are taken from the repository root,
+    so they mean the same in a notebook kernel (cwd notebooks/) as in the shell."""
+    return (REPO_ROOT / (os.environ.get(name) or default)).resolve()
+
+
 def data_root() -> Path:
-    return Path(os.environ.get("EFFDL_DATA") or REPO_ROOT / "data").resolve()
+    return env_path("EFFDL_DATA", "data")
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("EFFDL_CACHE") or REPO_ROOT / "data" / "cache")
+    path = env_path("EFFDL_CACHE", "data/cache")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -200,10 +206,12 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
     """CIFAR-10 images as grayscale uint8 [n,32,32] (ITU-R 601 luma), cached as .npy."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    cached = cache_dir() / f"cifar10_{split}_gray.npy"
+    use_jpeg = (data_root() / REGISTRY["cifar10/jpeg"].relpath).exists()
+    # Keyed by source: the JPEG copy is lossy, torchvision's download is not.
+    cached = cache_dir() / f"cifar10_{split}_gray_{'jpeg' if use_jpeg else 'torchvision'}.npy"
     if cached.exists():
         return np.load(cached)
-    if (data_root() / REGISTRY["cifar10/jpeg"].relpath).exists():
+    if use_jpeg:
         arrays = _cifar_from_jpeg_tar(path("cifar10/jpeg"), split)
     else:
         try:
@@ -211,7 +219,9 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
         except Exception:
             path("cifar10/jpeg", download=False)  # raises DataError: what to do
             raise
-    np.save(cached, arrays)
+    tmp = cached.with_suffix(".part.npy")
+    np.save(tmp, arrays)
+    tmp.replace(cached)  # atomic: a killed run never leaves half a cache
     return arrays
 
 

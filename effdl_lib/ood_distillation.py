@@ -21,6 +21,7 @@ from . import data
 from .claims import Claim, Rule
 from .config import ChapterConfig, require
 from .runtime import Runtime, set_seed
+from .stats import paired_values
 from .training import accuracy, predict_logits, train
 
 ARXIV = "1911.05275"
@@ -182,7 +183,7 @@ class Config(ChapterConfig):
 
     @classmethod
     def profiles(cls):
-        smoke = cls(seeds=2, val_size=1000, teacher_train=4000, teacher_steps=150,
+        smoke = cls(seeds=2, val_size=1000, teacher_train=4000, teacher_steps=100,
                     transfer_size=1000, student_steps=80, student_hidden=64,
                     temperatures=(1.0, 4.0), k_shots=(1, 10), finetune_steps=40)
         cpu = cls(seeds=3, val_size=5000, teacher_train=20000, teacher_steps=800,
@@ -202,8 +203,9 @@ class Config(ChapterConfig):
         for name in ("teacher_steps", "transfer_size", "student_steps", "student_hidden",
                      "finetune_steps", "batch_size", "threads"):
             require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        require(all(t > 0 for t in self.temperatures) and self.temperatures,
-                f"temperatures must be positive, got {self.temperatures}")
+        require(self.temperatures and all(0 < t < 1000 for t in self.temperatures),
+                f"temperatures must lie in (0, 1000), got {self.temperatures}")
+        require(0 < self.lr < 1, f"lr must lie in (0, 1), got {self.lr}")
         require(all(1 <= k <= 500 for k in self.k_shots) and self.k_shots,
                 f"k_shots must be in [1, 500], got {self.k_shots}")
         unknown = set(self.sources) - set(SOURCES)
@@ -257,7 +259,7 @@ def blind_student(ts: TransferSet, temperature: float, cfg: Config, seed: int,
     student = student_mlp(cfg.student_hidden)
     train(student, ts.x, ts.teacher_logits, partial(kd_loss, temperature=temperature),
           steps=cfg.student_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-          rt=Runtime(seed, rt.threads, rt.device, rt.quiet), desc=f"blind {ts.source} T={temperature:g}")
+          rt=dataclasses.replace(rt, seed=seed), desc=f"blind {ts.source} T={temperature:g}")
     return student
 
 
@@ -270,7 +272,7 @@ def finetune(student: nn.Module | None, x: torch.Tensor, y: torch.Tensor, cfg: C
     if student is not None:
         model.load_state_dict(student.state_dict())
     train(model, x, y, F.cross_entropy, steps=cfg.finetune_steps,
-          batch_size=min(64, len(x)), lr=cfg.lr, rt=Runtime(seed, rt.threads, rt.device, rt.quiet),
+          batch_size=min(64, len(x)), lr=cfg.lr, rt=dataclasses.replace(rt, seed=seed),
           desc="finetune" if student is not None else "scratch")
     return model
 
@@ -336,11 +338,27 @@ def run_finetune(students: dict, arm: str, splits: MnistSplits, cfg: Config,
     return pd.DataFrame(rows)
 
 
-def paired(table: pd.DataFrame, column: str, a: str, b: str, value: str = "test_acc",
-           by: str = "seed") -> tuple[np.ndarray, np.ndarray]:
-    """Values of arms ``a`` and ``b`` aligned by seed, for paired statistics."""
-    wide = table.pivot_table(index=by, columns=column, values=value)
-    return wide[a].to_numpy(), wide[b].to_numpy()
+def validation_at_chosen(selection: pd.DataFrame, temps: dict[str, float]) -> pd.Series:
+    """Each arm's validation accuracy at its chosen temperature."""
+    chosen = selection[selection["temperature"] == selection["arm"].map(temps)]
+    return chosen.set_index("arm")["val_acc"]
+
+
+def best_by_val(val: pd.Series, candidates) -> str | None:
+    """The candidate arm with the best validation accuracy (None if none was run)."""
+    present = [c for c in candidates if c in val.index]
+    return val[present].idxmax() if present else None
+
+
+def blind_vs(blind: pd.DataFrame, a: str, b: str):
+    """Test accuracies of blind arms ``a`` and ``b``, paired by seed."""
+    return paired_values(blind, "arm", a, b, "test_acc")
+
+
+def finetune_advantage(tuned: pd.DataFrame, k: int) -> np.ndarray:
+    """Per seed: accuracy of the fine-tuned blind student minus scratch, at ``k``."""
+    blind, scratch = paired_values(tuned[tuned.k == k], "start", "blind", "scratch", "test_acc")
+    return blind - scratch
 
 
 # ---------------------------------------------------------------- claims (fixed before running)

@@ -172,14 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
     r.add_argument("--out-dir", type=Path, default=None,
                    help="where the executed notebook and record go (default: notebooks/ for "
-                        "the cpu profile, the published record; build/runs/PROFILE otherwise)")
+                        "the cpu profile without -p, the published record; build/runs/... otherwise)")
     sub.add_parser("smoke", help="write smoke-profile copies of every record to build/smoke")
     sub.add_parser("record-page", help="write book/record.md from the record JSONs")
     sub.add_parser("check", help="fail if a notebook or record is stale")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         sources = [_source_path(c) for c in args.chapters] or chapter_sources()
-        out = args.out_dir or (NOTEBOOKS if args.profile == "cpu" else BUILD / "runs" / args.profile)
+        # Only a plain cpu run is the published record; anything else goes to build/runs.
+        published = args.profile == "cpu" and not args.param
+        out = args.out_dir or (NOTEBOOKS if published else
+                               BUILD / "runs" / (args.profile + ("" if not args.param else "-custom")))
         failures = [s.stem for s in sources if run(s, args.profile, _parse_params(args.param), out)]
         if failures:
             print(f"failed chapters: {', '.join(failures)}", file=sys.stderr)

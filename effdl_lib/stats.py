@@ -51,8 +51,10 @@ def bootstrap_ratio(num: Sequence[float], den: Sequence[float], level: float = 0
 
     ``paired`` resamples the same indices for both arms (interleaved repeats)."""
     num, den = np.asarray(num, float), np.asarray(den, float)
-    if num.size == 0 or den.size == 0 or np.any(den <= 0) or np.any(num < 0):
-        raise ValueError("bootstrap_ratio needs non-empty, non-negative samples and positive denominators")
+    if (num.size == 0 or den.size == 0 or not (np.all(np.isfinite(num)) and np.all(np.isfinite(den)))
+            or np.any(den <= 0) or np.any(num < 0)):
+        raise ValueError("bootstrap_ratio needs finite, non-empty, non-negative samples and "
+                         "positive denominators")
     rng = np.random.default_rng(seed)
     point = float(num.mean() / den.mean())
     i = rng.integers(0, num.size, (n_boot, num.size))
@@ -71,3 +73,10 @@ def summarize(table, by, value: str):
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip([by] if isinstance(by, str) else by, key)), **est.as_dict()})
     return pd.DataFrame(rows)
+
+
+def paired_values(table, column: str, a: str, b: str, value: str, by: str = "seed"):
+    """Values of arms ``a`` and ``b`` (rows where ``column`` equals them) aligned on
+    ``by`` (seed or repeat), for paired statistics."""
+    wide = table.pivot_table(index=by, columns=column, values=value)
+    return wide[a].to_numpy(), wide[b].to_numpy()

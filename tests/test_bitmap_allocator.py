@@ -438,3 +438,16 @@ def test_locality_over_seeds_and_drift_are_deterministic_for_pools():
     assert a[cols].equals(b[cols])
     d = B.drift(["bitmap"], 1 << 10, rounds=2, seeds=1, repeats=1)
     assert list(d["round"]) == [1, 2] and (d["same_page"] > 0.9).all()
+
+
+def test_round_and_repeat_limits_guard_the_buffer():
+    with pytest.raises(ValueError, match="repeats must be <= 1000"):
+        B.run_workload("bitmap", "W4", n=2, rounds=65536, repeats=65537)
+
+
+def test_drift_change_first_to_last():
+    import pandas as pd
+    dr = pd.DataFrame({"allocator": ["a"] * 3, "seed": [0] * 3, "round": [1, 2, 3],
+                       "same_page": [0.9, 0.5, 0.3], "traversal_ns": [2.0, 3.0, 8.0]})
+    assert B.drift_change(dr, "same_page")[("a", 0)] == pytest.approx(-0.6)
+    assert B.drift_change(dr, "traversal_ns", ratio=True)[("a", 0)] == pytest.approx(4.0)

@@ -79,3 +79,9 @@ def test_real_mnist_shapes():
     x, y = data.load_image_set("mnist", "test")
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
     assert set(np.unique(y)) == set(range(10))
+
+
+def test_relative_data_root_is_taken_from_the_repo(monkeypatch):
+    monkeypatch.setenv("EFFDL_DATA", "some/where")
+    monkeypatch.chdir("/")
+    assert data.data_root() == (data.REPO_ROOT / "some" / "where").resolve()

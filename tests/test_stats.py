@@ -51,3 +51,16 @@ def test_summarize_groups():
     df = pd.DataFrame({"arm": ["a", "a", "b", "b"], "acc": [1.0, 3.0, 5.0, 5.0]})
     out = summarize(df, "arm", "acc").set_index("arm")
     assert out.loc["a", "mean"] == 2.0 and out.loc["b", "ci_low"] == 5.0 and out.loc["a", "n"] == 2
+
+
+def test_bootstrap_ratio_rejects_nan():
+    with pytest.raises(ValueError, match="finite"):
+        bootstrap_ratio([1.0, float("nan")], [1.0, 1.0])
+
+
+def test_paired_values_aligns_by_seed():
+    import pandas as pd
+    from effdl_lib.stats import paired_values
+    df = pd.DataFrame({"arm": ["a", "b", "b", "a"], "seed": [1, 0, 1, 0], "acc": [0.3, 0.2, 0.4, 0.1]})
+    a, b = paired_values(df, "arm", "a", "b", "acc")
+    assert list(a) == [0.1, 0.3] and list(b) == [0.2, 0.4]
