@@ -7,6 +7,7 @@ file, the checksum it must have and what to do.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -194,11 +195,20 @@ def read_idx(file: Path) -> np.ndarray:
 
 
 def load_image_set(prefix: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [n,28,28], labels int64 [n]) for mnist, fashion or notmnist."""
+    """(images uint8 [n,28,28], labels int64 [n]) for mnist, fashion or notmnist.
+
+    Read once per process and data root: transfer sets are drawn from the same file for
+    every seed. The arrays are read-only so a caller cannot change the shared copy."""
+    return _load_image_set(str(data_root()), prefix, split)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_image_set(root: str, prefix: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(path(f"{prefix}/{split}-images"))
     labels = read_idx(path(f"{prefix}/{split}-labels")).astype(np.int64)
     if len(images) != len(labels):
         raise DataError(f"{prefix}/{split}: {len(images)} images but {len(labels)} labels")
+    labels.flags.writeable = False
     return images, labels
 
 
@@ -210,7 +220,7 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
     # Keyed by source: the JPEG copy is lossy, torchvision's download is not.
     cached = cache_dir() / f"cifar10_{split}_gray_{'jpeg' if use_jpeg else 'torchvision'}.npy"
     if cached.exists():
-        return np.load(cached)
+        return _load_cached(str(cached))
     if use_jpeg:
         arrays = _cifar_from_jpeg_tar(path("cifar10/jpeg"), split)
     else:
@@ -222,6 +232,13 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
     tmp = cached.with_suffix(".part.npy")
     np.save(tmp, arrays)
     tmp.replace(cached)  # atomic: a killed run never leaves half a cache
+    return _load_cached(str(cached))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(file: str) -> np.ndarray:
+    arrays = np.load(file)
+    arrays.flags.writeable = False
     return arrays
 
 

@@ -85,17 +85,9 @@ class Record:
 
     def table(self):
         import pandas as pd
-        rows = []
-        for c in self.checks:
-            m = c.measured
-            ours = "-" if m is None else (
-                f"{m.mean:.3g} [{m.ci_low:.3g}, {m.ci_high:.3g}] (n={m.n})" if m.n > 1
-                else f"{m.mean:.3g} (n=1)")
-            paper = c.claim.paper_value + ("" if c.claim.paper_source == "not available"
-                                           else f" ({c.claim.paper_source})")
-            rows.append({"id": c.claim.id, "claim": c.claim.claim, "paper": paper,
-                         "metric": c.claim.metric, "ours: mean [95% CI]": ours,
-                         "rule": c.claim.rule.text, "verdict": c.verdict})
+        rows = [{"id": c["id"], "claim": c["claim"], "paper": format_paper(c),
+                 "metric": c["metric"], "ours: mean [95% CI] (n)": format_measured(c["measured"]),
+                 "rule": c["rule"], "verdict": c["verdict"]} for c in self.claims()]
         return pd.DataFrame(rows).set_index("id")
 
     def write(self) -> Path:
@@ -137,6 +129,19 @@ def glue(name: str, value: Any) -> None:
 
 # ---------------------------------------------------------------- the book page
 
+def format_measured(m: dict | None) -> str:
+    """'mean [low, high] (n)' of a claim's measurement, as the table and the page show it."""
+    if m is None:
+        return "-"
+    if m["n"] < 2:
+        return f"{m['mean']:.3g} (1)"
+    return f"{m['mean']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}] ({m['n']})"
+
+
+def format_paper(c: dict) -> str:
+    return c["paper_value"] + ("" if c["paper_source"] == "not available" else f" ({c['paper_source']})")
+
+
 def load_records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.record.json"))]
 
@@ -155,13 +160,9 @@ def record_page(records: list[dict]) -> str:
               "|---|---|---|---|---|"]
     for rec in records:
         for c in rec["claims"]:
-            m = c["measured"]
-            ours = "-" if m is None else f"{m['mean']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}] ({m['n']})"
-            paper = c["paper_value"] + ("" if c["paper_source"] == "not available"
-                                        else f" ({c['paper_source']})")
             text = c["claim"].replace("|", "\\|")
-            lines.append(f"| {rec['slug']} | **{c['id']}**: {text} | {paper} | {ours} | "
-                         f"{c['verdict']} |")
+            lines.append(f"| {rec['slug']} | **{c['id']}**: {text} | {format_paper(c)} | "
+                         f"{format_measured(c['measured'])} | {c['verdict']} |")
     lines += ["", "## Runs", "",
               "| chapter | arXiv | profile | seeds | start (UTC) | duration (s) | threads | "
               "CPU | GPU | torch | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
