@@ -28,7 +28,7 @@
 # transfer-set sizes and every number) was not readable offline, so no paper number is
 # quoted here. We test the qualitative claims of its abstract on MNIST, with a random-
 # initialised teacher as the control that separates "the teacher transferred knowledge"
-# from "any training on images helps". Code: `effdl_lib/ood_distillation.py`.
+# from "any training on images helps". Code: `effdl_lib/chapters/ood_distillation.py`.
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from effdl_lib import ood_distillation as ood
+from effdl_lib.chapters import ood_distillation as ood
 from effdl_lib import plots, runtime
 from effdl_lib.config import ConfigError, notebook_parameters
 from effdl_lib.records import Record, glue
@@ -198,7 +198,7 @@ advantage.round(4).set_index("k")
 # %% [markdown]
 # ## Claims
 #
-# Each claim's rule was fixed in `effdl_lib/ood_distillation.py` before running; the
+# Each claim's rule was fixed in `effdl_lib/chapters/ood_distillation.py` before running; the
 # measurement is a paired difference over seeds, in accuracy (0.01 = 1 point).
 
 # %%

@@ -34,7 +34,7 @@
 # test the qualitative claims, with deterministic locality metrics (fractions of list
 # steps on the same cache line or page) beside timings that are medians of interleaved
 # repeats. The GPU plays no part: the `gpu` profile is the `cpu` profile with larger
-# sizes and more repeats. Code: `effdl_lib/bitmap_allocator.py`, with the pools and
+# sizes and more repeats. Code: `effdl_lib/chapters/bitmap_allocator.py`, with the pools and
 # workloads in C (`cython_ext/alloc_pool.h`, `cython_ext/alloc_workloads.h`) behind a
 # Cython extension; every timed loop runs in C without the GIL.
 
@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from effdl_lib import bitmap_allocator as fbf
+from effdl_lib.chapters import bitmap_allocator as fbf
 from effdl_lib.config import ConfigError, notebook_parameters
 from effdl_lib.records import Record, glue
 from effdl_lib.stats import bootstrap_ratio, mean_ci, paired_diff, paired_values
@@ -230,7 +230,7 @@ pd.concat({w: med[["traversal_ns", "same_page", "forward", "pages_per_1000"]]
 # %% [markdown]
 # ## Claims
 #
-# Rules fixed in `effdl_lib/bitmap_allocator.py` before the run. Ratios are bootstrapped
+# Rules fixed in `effdl_lib/chapters/bitmap_allocator.py` before the run. Ratios are bootstrapped
 # over interleaved repeats (paired by repeat); locality over seeds.
 
 # %%

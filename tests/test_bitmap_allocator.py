@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from effdl_lib import bitmap_allocator as B
-from effdl_lib.bitmap_allocator import (BitmapPool, DoubleFreeError, ForeignPointerError,
+from effdl_lib.chapters import bitmap_allocator as B
+from effdl_lib.chapters.bitmap_allocator import (BitmapPool, DoubleFreeError, ForeignPointerError,
                                         LifoPool, OrderedFreeListPool, PoolExhausted,
                                         SystemAllocator)
 

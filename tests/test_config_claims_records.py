@@ -4,7 +4,7 @@ import pytest
 
 from effdl_lib import claims as cl
 from effdl_lib.config import ConfigError, notebook_parameters
-from effdl_lib.ood_distillation import Config
+from effdl_lib.chapters.ood_distillation import Config
 from effdl_lib.records import Record, claims_digest, record_page
 from effdl_lib.stats import Estimate
 

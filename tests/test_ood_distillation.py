@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from effdl_lib import ood_distillation as ood
+from effdl_lib.chapters import ood_distillation as ood
 from conftest import needs_data
 
 

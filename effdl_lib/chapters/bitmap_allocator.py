@@ -38,8 +38,8 @@ from effdl_lib._allocator import (  # noqa: F401  (re-exports)
 from effdl_lib._allocator import run_workload as _run_workload_c
 from effdl_lib._locality import locality_metrics
 
-from .claims import Claim, Rule, Untestable
-from .config import ChapterConfig, require
+from ..claims import Claim, Rule, Untestable
+from ..config import ChapterConfig, require
 
 #: in-process allocators of run_workload ("malloc" is whatever malloc the process has)
 ALLOCATORS = ("malloc", "lifo", "bitmap", "bitmap_hint", "ordered_list")
@@ -144,7 +144,7 @@ def run_in_subprocess(preload_name: str | None, workload: str = "W1", n: int = 1
         env["LD_PRELOAD"] = path
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    code = "from effdl_lib.bitmap_allocator import _child_main; _child_main()"
+    code = "from effdl_lib.chapters.bitmap_allocator import _child_main; _child_main()"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env,
                           capture_output=True, text=True, timeout=timeout)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)

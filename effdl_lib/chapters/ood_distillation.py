@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data
-from .claims import Claim, Rule
-from .config import ChapterConfig, require
-from .runtime import Runtime, set_seed
-from .stats import paired_values
-from .training import accuracy, predict_logits, train
+from .. import data
+from ..claims import Claim, Rule
+from ..config import ChapterConfig, require
+from ..runtime import Runtime, set_seed
+from ..stats import paired_values
+from ..toolkits.distill import kd_loss
+from ..training import accuracy, predict_logits, train
 
 ARXIV = "1911.05275"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -34,22 +35,6 @@ STRUCTURE_FREE = ("noise", "shuffled_mnist")
 UPPER_BOUND = "mnist"
 SOURCES = OOD_SOURCES + STRUCTURE_FREE + (UPPER_BOUND,)
 CONTROL = "random_teacher"  # a random-init teacher over unlabeled MNIST
-
-
-# ---------------------------------------------------------------- losses
-
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            temperature: float = 1.0) -> torch.Tensor:
-    """Hinton et al. (2015): T^2 * KL(softmax(t/T) || softmax(s/T)), mean over the batch.
-
-    The T^2 factor keeps gradient magnitudes comparable across temperatures."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    t = temperature
-    log_p_student = F.log_softmax(student_logits / t, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits / t, dim=1)
-    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
-    return kl.mean() * t * t
 
 
 # ---------------------------------------------------------------- models
