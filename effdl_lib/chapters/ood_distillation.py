@@ -82,7 +82,9 @@ def mnist_splits(val_size: int, split_seed: int = 12345) -> MnistSplits:
     tx, ty = data.load_image_set("mnist", "test")
     perm = np.random.default_rng(split_seed).permutation(len(x))
     val, pool = perm[:val_size], perm[val_size:]
-    return MnistSplits(x[pool], y[pool], x[val], y[val], tx, ty)
+    # The loader's arrays are read-only (cached once per process); the splits own
+    # writable copies, so torch.from_numpy on any of them neither warns nor aliases the cache.
+    return MnistSplits(x[pool], y[pool], x[val], y[val], tx.copy(), ty.copy())
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
