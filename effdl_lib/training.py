@@ -28,8 +28,15 @@ def batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
 
 def train(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn: LossFn, *,
           steps: int, batch_size: int, lr: float, rt: Runtime, seed_offset: int = 0,
-          desc: str = "train", weight_decay: float = 0.0) -> list[float]:
-    """Adam with a cosine learning-rate decay over ``steps``; returns the loss curve."""
+          desc: str = "train", weight_decay: float = 0.0,
+          weights: torch.Tensor | None = None) -> list[float]:
+    """Adam with a cosine learning-rate decay over ``steps``; returns the loss curve.
+
+    ``weights``: optional per-example tensor aligned with ``x`` (example weights, or any
+    per-example side information such as [weight, is_pseudo] rows); when given, each
+    batch's slice is passed as a third argument, ``loss_fn(output, target, weights)``."""
+    if weights is not None and len(weights) != len(x):
+        raise ValueError(f"weights has {len(weights)} rows for {len(x)} examples")
     model.to(rt.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
@@ -39,7 +46,10 @@ def train(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn: Loss
                disable=rt.quiet, leave=False, mininterval=1.0)
     for idx in bar:
         xb, tb = x[idx].to(rt.device), target[idx].to(rt.device)
-        loss = loss_fn(model(xb), tb)
+        if weights is None:
+            loss = loss_fn(model(xb), tb)
+        else:
+            loss = loss_fn(model(xb), tb, weights[idx].to(rt.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
