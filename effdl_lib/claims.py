@@ -1,7 +1,14 @@
-"""Claims with verdict rules fixed before the run, and their checks against measurements."""
+"""Claims with verdict rules fixed before the run, and their checks against measurements.
+
+A chapter module declares ``CLAIMS = claims_catalog(Claim(...), ...)``, each claim with
+its origin (:func:`paper`, :func:`related` or :func:`ours`), and a function
+``measure(results) -> {claim id: Measurement}``; the notebook's
+``record.check_all(module.measure(results))`` decides every verdict from the rule.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from .stats import Estimate
 
@@ -12,6 +19,52 @@ NOT_TESTABLE = "not testable at this scale"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE)
 NOT_AVAILABLE = "not available"
 
+
+# ---------------------------------------------------------------- where a claim comes from
+
+ORIGIN_KINDS = {"paper": "the paper", "related": "related work",
+                "ours": "this companion's hypothesis"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a claim comes from: ``paper`` (with section, table or figure when known),
+    ``related`` work (with the citation), or ``ours`` (this companion's own hypothesis)."""
+    kind: str
+    where: str = ""
+
+    def __post_init__(self):
+        if self.kind not in ORIGIN_KINDS:
+            raise ValueError(f"origin kind must be one of {', '.join(ORIGIN_KINDS)}, "
+                             f"not {self.kind!r}")
+        if self.kind != "ours" and not self.where:
+            raise ValueError(f"an origin of kind {self.kind!r} must say where "
+                             f"(section, table, figure or citation)")
+
+    @property
+    def text(self) -> str:
+        return ORIGIN_KINDS[self.kind] + (f": {self.where}" if self.where else "")
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "where": self.where}
+
+
+def paper(where: str) -> Origin:
+    """The paper itself, e.g. ``paper("Table 2")`` or ``paper("abstract")``."""
+    return Origin("paper", where)
+
+
+def related(where: str) -> Origin:
+    """Related work the paper builds on or answers, e.g. ``related("Kulkarni et al. 2017")``."""
+    return Origin("related", where)
+
+
+def ours(why: str = "") -> Origin:
+    """A hypothesis of this companion, not stated by the paper."""
+    return Origin("ours", why)
+
+
+# ---------------------------------------------------------------- verdict rules
 
 @dataclass(frozen=True)
 class Rule:
@@ -32,15 +85,20 @@ class Rule:
         return (f"reproduced if the 95% CI lies {self.direction} {self.threshold:g}; partly if "
                 f"only the mean is {side} {self.threshold:g}; needs n >= {self.min_n}")
 
+    def as_dict(self) -> dict:
+        return {"kind": "rule", "threshold": float(self.threshold),
+                "direction": self.direction, "min_n": int(self.min_n)}
+
     def decide(self, est: Estimate | None) -> str:
         if est is None or est.n < self.min_n:
             return NOT_TESTABLE
-        sign = 1.0 if self.direction == "above" else -1.0
-        if sign * (est.ci_low if sign > 0 else est.ci_high) > sign * self.threshold:
+        if self.direction == "above":
+            if est.ci_low > self.threshold:
+                return REPRODUCED
+            return PARTLY if est.mean > self.threshold else NOT_REPRODUCED
+        if est.ci_high < self.threshold:
             return REPRODUCED
-        if sign * est.mean > sign * self.threshold:
-            return PARTLY
-        return NOT_REPRODUCED
+        return PARTLY if est.mean < self.threshold else NOT_REPRODUCED
 
 
 @dataclass(frozen=True)
@@ -52,9 +110,23 @@ class Untestable:
     def text(self) -> str:
         return f"not testable: {self.reason}"
 
+    def as_dict(self) -> dict:
+        return {"kind": "untestable", "reason": self.reason}
+
     def decide(self, est: Estimate | None) -> str:
         return NOT_TESTABLE
 
+
+def rule_from_dict(d: dict) -> Rule | Untestable:
+    """The inverse of ``as_dict``, to re-decide a stored verdict."""
+    if d["kind"] == "rule":
+        return Rule(d["threshold"], d["direction"], d["min_n"])
+    if d["kind"] == "untestable":
+        return Untestable(d["reason"])
+    raise ValueError(f"unknown rule kind {d['kind']!r}")
+
+
+# ---------------------------------------------------------------- claims and checks
 
 @dataclass(frozen=True)
 class Claim:
@@ -62,8 +134,31 @@ class Claim:
     claim: str
     metric: str
     rule: Rule | Untestable
-    paper_value: str = NOT_AVAILABLE
-    paper_source: str = NOT_AVAILABLE
+    origin: Origin
+    paper_value: str | None = None  # None: the paper gives no number we could read
+
+    def __post_init__(self):
+        if not isinstance(self.origin, Origin):
+            raise TypeError(f"claim {self.id!r}: origin must be paper(...), related(...) or "
+                            f"ours(...), not {self.origin!r}")
+
+
+def claims_catalog(*claims: Claim) -> dict[str, Claim]:
+    """``{id: claim}`` in declaration order; a repeated id is an error."""
+    table: dict[str, Claim] = {}
+    for c in claims:
+        if c.id in table:
+            raise ValueError(f"claim id {c.id!r} declared twice")
+        table[c.id] = c
+    return table
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What ``measure`` returns per claim: the estimate (None if this run could not
+    measure it) and a note for the reader."""
+    estimate: Estimate | None
+    note: str = ""
 
 
 @dataclass
@@ -79,7 +174,21 @@ class ClaimCheck:
 
     def as_dict(self) -> dict:
         c = self.claim
-        return {"id": c.id, "claim": c.claim, "paper_value": c.paper_value,
-                "paper_source": c.paper_source, "metric": c.metric, "rule": c.rule.text,
+        return {"id": c.id, "claim": c.claim, "origin": c.origin.as_dict(),
+                "paper_value": c.paper_value, "metric": c.metric, "rule": c.rule.text,
+                "rule_spec": c.rule.as_dict(),
                 "measured": self.measured.as_dict() if self.measured else None,
                 "verdict": self.verdict, "note": self.note}
+
+
+def match_measurements(claims: Mapping[str, Claim], measured: Mapping[str, Measurement]):
+    """Pair every claim with its measurement; names the ids that are missing or unknown."""
+    missing = [k for k in claims if k not in measured]
+    unknown = [k for k in measured if k not in claims]
+    if missing or unknown:
+        raise KeyError(f"measure() must return exactly the CLAIMS ids; missing {missing}, "
+                       f"unknown {unknown}")
+    for k, m in measured.items():
+        if not isinstance(m, Measurement):
+            raise TypeError(f"measure()[{k!r}] must be a Measurement, not {type(m).__name__}")
+    return [(claims[k], measured[k]) for k in claims]

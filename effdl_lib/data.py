@@ -98,6 +98,16 @@ REGISTRY: dict[str, DataFile] = {f.name: f for f in [
 ]}
 
 
+#: registry files this process has verified, name -> sha256; a chapter's record stores
+#: them so a changed data file marks the record stale.
+_READ: dict[str, str] = {}
+
+
+def files_read() -> dict[str, str]:
+    """The registry files read (verified) so far in this process, with their checksums."""
+    return dict(sorted(_READ.items()))
+
+
 def env_path(name: str, default: str) -> Path:
     """A folder from the environment; relative paths are taken from the repository root,
     so they mean the same in a notebook kernel (cwd notebooks/) as in the shell."""
@@ -174,6 +184,7 @@ def path(name: str, download: bool = True) -> Path:
             f"Set EFFDL_DATA to a folder that holds {entry.relpath} (on the build machines: "
             f"EFFDL_DATA=../shared/data), or connect to the network and re-run.")
     _verify(entry, target)
+    _READ[entry.name] = entry.sha256
     return target
 
 
@@ -219,8 +230,14 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
     use_jpeg = (data_root() / REGISTRY["cifar10/jpeg"].relpath).exists()
     # Keyed by source: the JPEG copy is lossy, torchvision's download is not.
     cached = cache_dir() / f"cifar10_{split}_gray_{'jpeg' if use_jpeg else 'torchvision'}.npy"
+    if use_jpeg:
+        _READ["cifar10/jpeg"] = REGISTRY["cifar10/jpeg"].sha256  # the cache derives from it
     if cached.exists():
-        return _load_cached(str(cached))
+        try:
+            return _load_cached(str(cached))
+        except DataError as err:  # a corrupt cache is rebuilt, never trusted
+            print(f"warning: {err}; rebuilding it")
+            cached.unlink(missing_ok=True)
     if use_jpeg:
         arrays = _cifar_from_jpeg_tar(path("cifar10/jpeg"), split)
     else:
@@ -229,15 +246,34 @@ def cifar10_gray(split: str = "train") -> np.ndarray:
         except Exception:
             path("cifar10/jpeg", download=False)  # raises DataError: what to do
             raise
-    tmp = cached.with_suffix(".part.npy")
-    np.save(tmp, arrays)
-    tmp.replace(cached)  # atomic: a killed run never leaves half a cache
+    write_cache(cached, arrays)
     return _load_cached(str(cached))
+
+
+def write_cache(target: Path, arrays: np.ndarray) -> None:
+    """Save ``arrays`` as .npy with a sidecar sha256, atomically: a killed run never
+    leaves half a cache, and a cache changed on disk is detected on load."""
+    tmp = target.with_suffix(".part.npy")
+    np.save(tmp, arrays)
+    Path(str(target) + ".sha256").write_text(sha256_of(tmp) + "\n")
+    tmp.replace(target)
+
+
+def read_cache(target: Path) -> np.ndarray:
+    """Load a cache written by :func:`write_cache`; DataError if it is corrupt."""
+    sidecar = Path(str(target) + ".sha256")
+    want = sidecar.read_text().strip() if sidecar.exists() else None
+    if want is None or sha256_of(target) != want:
+        raise DataError(f"cache file {target} does not match its checksum")
+    try:
+        return np.load(target)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cache file {target} cannot be read: {exc}") from exc
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(file: str) -> np.ndarray:
-    arrays = np.load(file)
+    arrays = read_cache(Path(file))
     arrays.flags.writeable = False
     return arrays
 

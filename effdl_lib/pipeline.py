@@ -1,9 +1,11 @@
 """Executes chapters and prepares the book.
 
     python -m effdl_lib.pipeline run notebooks/01_ood_distillation.py --profile cpu -p seeds 5
+    python -m effdl_lib.pipeline book [--force] # re-run the stale chapters, sync prose
     python -m effdl_lib.pipeline smoke          # smoke copies of every record, for nbval
     python -m effdl_lib.pipeline record-page    # book/record.md from the record JSONs
     python -m effdl_lib.pipeline check          # notebooks and records in step with sources
+    python -m effdl_lib.pipeline params-cell MODULE   # the parameters cell a chapter needs
 
 ``run`` converts the jupytext source to a notebook, executes it with papermill into
 ``build/staging/`` and only on success moves the executed notebook and its record JSON
@@ -17,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -125,31 +128,159 @@ def smoke(out_dir: Path = BUILD / "smoke") -> list[Path]:
     return made
 
 
-def freshness_problems() -> list[str]:
-    """Each committed notebook's code equals its source, and its record is from that run."""
+def _executed_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"]
+            if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def _module_of(src: Path):
+    """The chapter module whose SLUG is this notebook's stem (None if there is none)."""
+    import importlib
+    import pkgutil
+
+    from . import chapters
+    for info in pkgutil.iter_modules(chapters.__path__):
+        mod = importlib.import_module(f"{chapters.__name__}.{info.name}")
+        if getattr(mod, "SLUG", None) == src.stem:
+            return mod
+    return None
+
+
+@dataclass
+class Staleness:
+    """Why a chapter's committed record no longer matches the working tree."""
+    chapter: str
+    errors: list[str] = field(default_factory=list)    # make check fails; make book re-runs
+    core: list[str] = field(default_factory=list)      # make check warns; make book re-runs
+    prose: bool = False                                # markdown or tags differ: sync, no re-run
+
+    @property
+    def rerun(self) -> bool:
+        return bool(self.errors or self.core)
+
+
+def staleness(src: Path) -> Staleness:
+    """Compare a chapter's committed notebook and record with its sources: code cells,
+    input hashes (own module, toolkits, Cython, data, parameters), core hashes, rules."""
     import jupytext
 
+    from . import data
+    from .claims import rule_from_dict
+    from .provenance import chapter_inputs, compare
+
+    st = Staleness(src.stem)
+    executed, record = src.with_suffix(".ipynb"), src.with_suffix(".record.json")
+    if not executed.exists() or not record.exists():
+        st.errors.append(f"missing {'notebook' if not executed.exists() else 'record'}")
+        return st
+    source_cells = jupytext.read(src).cells
+    nb = json.loads(executed.read_text())
+    have = _executed_cells(nb)
+    if [c.source.strip() for c in source_cells if c.cell_type == "code"] != \
+            ["".join(c["source"]).strip() for c in have if c["cell_type"] == "code"]:
+        st.errors.append(f"the executed notebook's code differs from {src.name}")
+    elif [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in source_cells] != \
+            [(c["cell_type"], "".join(c["source"]).strip(), c.get("metadata", {}).get("tags", []))
+             for c in have]:
+        st.prose = True
+    rec = json.loads(record.read_text())
+    if rec.get("claims_digest") != claims_digest(rec.get("claims", [])):
+        st.errors.append("record claims were edited after the run")
+    printed = "".join("".join(o.get("text", "")) for c in nb["cells"]
+                      for o in c.get("outputs", []) if o.get("name") == "stdout")
+    if f"run {rec.get('run_id')}, profile {rec.get('profile')}" not in printed \
+            or f"claims digest {rec.get('claims_digest')}" not in printed:
+        st.errors.append("the record JSON is not the one this notebook's run wrote")
+    if "inputs" not in rec:
+        st.errors.append("the record predates input hashes (re-run it)")
+        return st
+    module = _module_of(src)
+    if module is None:
+        st.errors.append(f"no module in effdl_lib/chapters has SLUG = {src.stem!r}")
+        return st
+    params = module.Config.resolve("cpu").asdict() if rec.get("profile") == "cpu" else rec["parameters"]
+    read = {k.split(":", 1)[1]: data.REGISTRY[k.split(":", 1)[1]].sha256
+            if k.split(":", 1)[1] in data.REGISTRY else "gone"
+            for k in rec["inputs"] if k.startswith("data:")}
+    now = chapter_inputs(src, params, read)
+    for key in compare(rec["inputs"], now["inputs"]):
+        what = ("the cpu profile's parameters" if key == "parameters" else key)
+        st.errors.append(f"input changed: {what}")
+    st.core = compare(rec.get("core", {}), now["core"])
+    stored = {c["id"]: c for c in rec["claims"]}
+    if set(stored) != set(module.CLAIMS):
+        st.errors.append(f"claims differ from CLAIMS: recorded {sorted(set(stored) - set(module.CLAIMS))} "
+                         f"not in the library, {sorted(set(module.CLAIMS) - set(stored))} not recorded")
+    for cid, claim in module.CLAIMS.items():
+        if cid in stored and stored[cid].get("rule_spec") != claim.rule.as_dict():
+            st.errors.append(f"rule of claim {cid!r} changed in the library")
+        elif cid in stored and stored[cid]["verdict"] != \
+                rule_from_dict(stored[cid]["rule_spec"]).decide(_estimate(stored[cid]["measured"])):
+            st.errors.append(f"claim {cid!r}: stored verdict does not follow from its measurement")
+    return st
+
+
+def _estimate(measured: dict | None):
+    from .stats import Estimate
+    if measured is None:
+        return None
+    return Estimate(measured["mean"], measured["ci_low"], measured["ci_high"], measured["n"])
+
+
+def freshness_problems() -> list[str]:
+    """Errors that make ``make check`` fail, as "chapter: problem" lines."""
     problems = []
     for src in chapter_sources():
-        executed, record = src.with_suffix(".ipynb"), src.with_suffix(".record.json")
-        if not executed.exists() or not record.exists():
-            problems.append(f"{src.stem}: missing {'notebook' if not executed.exists() else 'record'}")
-            continue
-        want = [c.source.strip() for c in jupytext.read(src).cells if c.cell_type == "code"]
-        nb = json.loads(executed.read_text())
-        have = ["".join(c["source"]).strip() for c in nb["cells"] if c["cell_type"] == "code"
-                and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
-        if want != have:
-            problems.append(f"{src.stem}: the executed notebook's code differs from {src.name}")
-        rec = json.loads(record.read_text())
-        if rec["claims_digest"] != claims_digest(rec["claims"]):
-            problems.append(f"{src.stem}: record claims were edited after the run")
-        printed = "".join("".join(o.get("text", "")) for c in nb["cells"]
-                          for o in c.get("outputs", []) if o.get("name") == "stdout")
-        marker = f"run {rec['run_id']}, profile {rec['profile']}"
-        if marker not in printed or f"claims digest {rec['claims_digest']}" not in printed:
-            problems.append(f"{src.stem}: the record JSON is not the one this notebook's run wrote")
+        st = staleness(src)
+        problems += [f"{src.stem}: {e}" for e in st.errors]
+        if st.prose:
+            problems.append(f"{src.stem}: prose or cell tags differ from {src.name}; "
+                            f"`make book` copies them over without re-running")
     return problems
+
+
+def sync_prose(src: Path) -> None:
+    """Copy markdown cells and cell tags from the source into the executed notebook
+    (only when their code cells already agree): prose edits need no re-run."""
+    import jupytext
+    executed = src.with_suffix(".ipynb")
+    nb = json.loads(executed.read_text())
+    have = _executed_cells(nb)
+    want = jupytext.read(src).cells
+    if [c["cell_type"] for c in have] != [c.cell_type for c in want]:
+        raise ValueError(f"{src.stem}: cells were added or removed; re-run the chapter")
+    for old, new in zip(have, want):
+        if old["cell_type"] == "markdown":
+            old["source"] = new.source
+        tags = new.metadata.get("tags", [])
+        old.setdefault("metadata", {})["tags"] = tags
+        if not tags:
+            old["metadata"].pop("tags")
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def book(force: bool = False) -> int:
+    """``make book``: re-run the chapters whose record is stale (or all with ``force``),
+    say which and why, and copy prose-only edits without re-running."""
+    todo = []
+    for src in chapter_sources():
+        st = staleness(src)
+        if force:
+            todo.append(src)
+            print(f"[{src.stem}] re-run: FORCE")
+        elif st.rerun:
+            todo.append(src)
+            reasons = st.errors + [f"core changed: {c}" for c in st.core]
+            print(f"[{src.stem}] re-run: " + "; ".join(reasons))
+        elif st.prose:
+            sync_prose(src)
+            print(f"[{src.stem}] up to date; prose and tags copied from {src.name}")
+        else:
+            print(f"[{src.stem}] up to date")
+    failures = [s.stem for s in todo if run(s, "cpu", {})]
+    if failures:
+        print(f"failed chapters: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def write_record_page(target: Path = REPO_ROOT / "book" / "record.md") -> Path:
@@ -176,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("smoke", help="write smoke-profile copies of every record to build/smoke")
     sub.add_parser("record-page", help="write book/record.md from the record JSONs")
     sub.add_parser("check", help="fail if a notebook or record is stale")
+    b = sub.add_parser("book", help="re-run stale chapters (all with --force), sync prose")
+    b.add_argument("--force", action="store_true")
+    pc = sub.add_parser("params-cell", help="print the parameters cell a chapter module needs")
+    pc.add_argument("module", help="e.g. ood_distillation")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         sources = [_source_path(c) for c in args.chapters] or chapter_sources()
@@ -194,7 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "record-page":
         print(write_record_page().relative_to(REPO_ROOT))
         return 0
+    if args.cmd == "book":
+        return book(args.force)
+    if args.cmd == "params-cell":
+        import importlib
+        from .chapter import parameters_cell
+        print(parameters_cell(importlib.import_module(f"effdl_lib.chapters.{args.module}")))
+        return 0
     problems = freshness_problems()
+    for src in chapter_sources():
+        core = staleness(src).core
+        if core:
+            print(f"warning: {src.stem}: core changed since its record ({', '.join(core)}); "
+                  f"`make book` re-runs it", file=sys.stderr)
     for p in problems:
         print(p, file=sys.stderr)
     return 1 if problems else 0

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .claims import Claim, ClaimCheck
+from .claims import ClaimCheck, Measurement, match_measurements
 from .data import REPO_ROOT, env_path
 from .stats import Estimate
 
@@ -28,25 +28,24 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str:
+    """HEAD at run time; what the record depends on is pinned by its input hashes."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "effdl_lib", "cython_ext",
-                                "notebooks/*.py"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha or "unknown") + ("+dirty" if dirty else "")
+        return sha or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
+def environment(threads: int | None = None, device: str | None = None) -> dict[str, Any]:
     import torch
     from . import __version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"python": platform.python_version(), "torch": torch.__version__,
             "effdl_lib": __version__, "git_commit": _git_commit(), "cpu": _cpu_model(),
             "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
-            "gpu": gpu, "load_avg_start": list(os.getloadavg()), "platform": platform.platform()}
+            "device": device or "cpu", "gpu": gpu, "load_avg_start": list(os.getloadavg()),
+            "platform": platform.platform()}
 
 
 def claims_digest(claims: list[dict]) -> str:
@@ -60,45 +59,60 @@ def record_dir() -> Path:
 
 
 class Record:
-    """Collects a chapter's parameters, environment and claim checks; writes the JSON."""
+    """Collects a chapter's parameters, environment, input hashes and claim checks, and
+    writes the JSON. Made by :func:`effdl_lib.chapter.start`; ``module`` is the chapter
+    module (its ``SLUG``, ``TITLE``, ``ARXIV`` and ``CLAIMS``)."""
 
-    def __init__(self, slug: str, chapter: str, arxiv: str, profile: str,
-                 parameters: dict[str, Any], threads: int | None = None):
-        self.slug, self.chapter, self.arxiv = slug, chapter, arxiv
+    def __init__(self, module, profile: str, parameters: dict[str, Any],
+                 threads: int | None = None, device: str | None = None):
+        self.module = module
+        self.slug, self.chapter, self.arxiv = module.SLUG, module.TITLE, f"arXiv:{module.ARXIV}"
         self.profile, self.parameters = profile, parameters
         self.run_id = uuid.uuid4().hex[:12]
         self.start = datetime.now(timezone.utc)
         self._t0 = time.perf_counter()
-        self.env = environment(threads)
+        self.env = environment(threads, device)
+        self.source = REPO_ROOT / "notebooks" / f"{self.slug}.py"
         self.checks: list[ClaimCheck] = []
         self.extra: dict[str, Any] = {}
 
-    def check(self, claim: Claim, measured: Estimate | None, note: str = "") -> ClaimCheck:
-        if any(c.claim.id == claim.id for c in self.checks):
-            raise ValueError(f"claim {claim.id!r} checked twice")
-        result = ClaimCheck(claim, measured, note=note)
-        self.checks.append(result)
-        return result
+    def check_all(self, measured: dict[str, Measurement]) -> list[ClaimCheck]:
+        """Decide every claim of the chapter from ``measure(...)``'s output: each CLAIMS
+        id exactly once, no other id."""
+        if self.checks:
+            raise ValueError("check_all was already called for this record")
+        for claim, m in match_measurements(self.module.CLAIMS, measured):
+            self.checks.append(ClaimCheck(claim, m.estimate, note=m.note))
+        return self.checks
 
     def claims(self) -> list[dict]:
         return [c.as_dict() for c in self.checks]
 
     def table(self):
+        """The claim table the chapter shows: origin, paper value, ours, rule, verdict."""
         import pandas as pd
-        rows = [{"id": c["id"], "claim": c["claim"], "paper": format_paper(c),
-                 "metric": c["metric"], "ours: mean [95% CI] (n)": format_measured(c["measured"]),
+        from .book import format_measured, format_origin, format_paper_value
+        rows = [{"id": c["id"], "claim": c["claim"], "origin": format_origin(c),
+                 "paper": format_paper_value(c), "metric": c["metric"],
+                 "ours: mean [95% CI] (n)": format_measured(c["measured"]),
                  "rule": c["rule"], "verdict": c["verdict"]} for c in self.claims()]
         return pd.DataFrame(rows).set_index("id")
 
     def write(self) -> Path:
+        from . import data
+        from .provenance import chapter_inputs
+        if not self.checks:
+            raise ValueError("no claim was checked: call record.check_all(module.measure(...))")
         end = datetime.now(timezone.utc)
         claims = self.claims()
+        hashes = chapter_inputs(self.source, self.parameters, data.files_read())
         payload = {"chapter": self.chapter, "slug": self.slug, "arxiv": self.arxiv,
                    "profile": self.profile, "parameters": self.parameters,
                    "run_id": self.run_id, "start": self.start.isoformat(timespec="seconds"),
                    "end": end.isoformat(timespec="seconds"),
                    "duration_s": round(time.perf_counter() - self._t0, 1),
-                   "environment": self.env, "claims": claims,
+                   "environment": {**self.env, "load_avg_end": list(os.getloadavg())},
+                   **hashes, "claims": claims,
                    "claims_digest": claims_digest(claims), **self.extra}
         out = record_dir() / f"{self.slug}.record.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,53 +141,6 @@ def glue(name: str, value: Any) -> None:
     _glue(name, value, display=False)
 
 
-# ---------------------------------------------------------------- the book page
-
-def format_measured(m: dict | None) -> str:
-    """'mean [low, high] (n)' of a claim's measurement, as the table and the page show it."""
-    if m is None:
-        return "-"
-    if m["n"] < 2:
-        return f"{m['mean']:.3g} (1)"
-    return f"{m['mean']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}] ({m['n']})"
-
-
-def format_paper(c: dict) -> str:
-    return c["paper_value"] + ("" if c["paper_source"] == "not available" else f" ({c['paper_source']})")
-
-
-def load_records(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.record.json"))]
-
-
-def record_page(records: list[dict]) -> str:
-    """Markdown for book/record.md: every claim, environment, seeds and run times."""
-    lines = ["# Reproduction record", "",
-             "Generated by `make book` from the record JSONs that each executed chapter "
-             "writes beside its notebook (`notebooks/NN_slug.record.json`). Do not edit by "
-             "hand. Measured values are means with 95% intervals: Student-t over paired seeds for "
-             "differences, percentile bootstrap over paired repeats for ratios (timings).", ""]
-    if not records:
-        return "\n".join(lines + ["No chapter has been executed yet."]) + "\n"
-    lines += ["## Every claim", "",
-              "| chapter | claim | paper | ours: mean [95% CI] (n) | verdict |",
-              "|---|---|---|---|---|"]
-    for rec in records:
-        for c in rec["claims"]:
-            text = c["claim"].replace("|", "\\|")
-            lines.append(f"| {rec['slug']} | **{c['id']}**: {text} | {format_paper(c)} | "
-                         f"{format_measured(c['measured'])} | {c['verdict']} |")
-    lines += ["", "## Runs", "",
-              "| chapter | arXiv | profile | seeds | start (UTC) | duration (s) | threads | "
-              "CPU | GPU | torch | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in records:
-        env, par = rec["environment"], rec["parameters"]
-        lines.append(f"| {rec['slug']} | {rec['arxiv']} | {rec['profile']} | "
-                     f"{par.get('seeds', '-')} | {rec['start']} | {rec['duration_s']} | "
-                     f"{env['threads']} | {env['cpu']} | {env['gpu'] or '-'} | {env['torch']} | "
-                     f"`{env['git_commit'][:12]}` |")
-    lines += ["", "## Parameters", ""]
-    for rec in records:
-        params = ", ".join(f"`{k}={v}`" for k, v in rec["parameters"].items())
-        lines += [f"- **{rec['slug']}** ({rec['profile']}): {params}"]
-    return "\n".join(lines) + "\n"
+# The book's pages (record page, overview) live in effdl_lib.book; these names stay here
+# for callers of the first version.
+from .book import format_measured, load_records, record_page  # noqa: E402,F401

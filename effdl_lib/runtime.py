@@ -30,14 +30,25 @@ def is_quiet() -> bool:
     return bool(os.environ.get("CI")) or os.environ.get("EFFDL_QUIET", "") not in ("", "0")
 
 
-def setup(seed: int = 0, threads: int | None = None, want_gpu: bool = False,
+def pick_device(name: str) -> torch.device:
+    """"cpu", "cuda" (an error without a GPU) or "auto" (CUDA when present)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but torch sees no GPU; pass -p device auto to fall "
+                           "back to the CPU, or run on a machine with CUDA")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', not {name!r}")
+    return torch.device(name)
+
+
+def setup(seed: int = 0, threads: int | None = None, device: str = "cpu",
           quiet: bool | None = None) -> Runtime:
     """Seed python/numpy/torch, fix the torch thread count, pick the device."""
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     set_seed(seed)
-    device = torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
-    return Runtime(seed, threads, device, is_quiet() if quiet is None else quiet)
+    return Runtime(seed, threads, pick_device(device), is_quiet() if quiet is None else quiet)
 
 
 def set_seed(seed: int) -> None:

@@ -9,13 +9,31 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Estimate:
+    """A mean (or ratio of means) with its 95 % interval and the samples it came from.
+
+    ``method`` says how to recompute it from ``samples`` (see :func:`recompute`): "t"
+    (Student-t over the samples, e.g. paired differences per seed), "ratio" (paired or
+    unpaired bootstrap of mean(samples) / mean(samples_den)), or "point" (a
+    deterministic quantity; no interval)."""
     mean: float
     ci_low: float
     ci_high: float
     n: int
+    method: str = "given"
+    samples: tuple[float, ...] | None = None
+    samples_den: tuple[float, ...] | None = None
+    options: tuple[tuple[str, object], ...] = ()
 
     def as_dict(self) -> dict:
-        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+        out = {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n,
+               "method": self.method}
+        if self.samples is not None:
+            out["samples"] = list(self.samples)
+        if self.samples_den is not None:
+            out["samples_den"] = list(self.samples_den)
+        if self.options:
+            out["options"] = dict(self.options)
+        return out
 
     def fmt(self, digits: int = 2, scale: float = 1.0) -> str:
         m, lo, hi = (scale * v for v in (self.mean, self.ci_low, self.ci_high))
@@ -30,11 +48,22 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
     if x.size == 0 or not np.all(np.isfinite(x)):
         raise ValueError(f"mean_ci needs finite values, got {values!r}")
     mean = float(x.mean())
+    kept = tuple(float(v) for v in x)
+    opts = () if level == 0.95 else (("level", level),)
     if x.size < 2:
-        return Estimate(mean, mean, mean, 1)
+        return Estimate(mean, mean, mean, 1, "t", kept, options=opts)
     from scipy import stats as _st  # imported here: allocator subprocesses start faster
     half = float(_st.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return Estimate(mean, mean - half, mean + half, int(x.size))
+    return Estimate(mean, mean - half, mean + half, int(x.size), "t", kept, options=opts)
+
+
+def point(value: float) -> Estimate:
+    """A deterministic quantity (bytes, a same-page fraction): no interval and n = 1, so
+    a rule that decides on it says ``min_n=1``."""
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"point estimate must be finite, got {value!r}")
+    return Estimate(v, v, v, 1, "point", (v,))
 
 
 def paired_diff(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Estimate:
@@ -56,12 +85,27 @@ def bootstrap_ratio(num: Sequence[float], den: Sequence[float], level: float = 0
         raise ValueError("bootstrap_ratio needs finite, non-empty, non-negative samples and "
                          "positive denominators")
     rng = np.random.default_rng(seed)
-    point = float(num.mean() / den.mean())
+    ratio_of_means = float(num.mean() / den.mean())
     i = rng.integers(0, num.size, (n_boot, num.size))
     j = i if paired and num.size == den.size else rng.integers(0, den.size, (n_boot, den.size))
     ratios = num[i].mean(axis=1) / den[j].mean(axis=1)
     lo, hi = np.quantile(ratios, [0.5 - level / 2, 0.5 + level / 2])
-    return Estimate(point, float(lo), float(hi), int(min(num.size, den.size)))
+    opts = (("level", level), ("n_boot", n_boot), ("paired", paired), ("seed", seed))
+    return Estimate(ratio_of_means, float(lo), float(hi), int(min(num.size, den.size)), "ratio",
+                    tuple(map(float, num)), tuple(map(float, den)), opts)
+
+
+def recompute(measured: dict) -> Estimate:
+    """The estimate again, from a record's stored samples and method: the check that a
+    committed verdict follows from its data and its rule."""
+    method, opts = measured.get("method"), measured.get("options", {})
+    if method == "t":
+        return mean_ci(measured["samples"], opts.get("level", 0.95))
+    if method == "ratio":
+        return bootstrap_ratio(measured["samples"], measured["samples_den"], **opts)
+    if method == "point":
+        return point(measured["samples"][0])
+    raise ValueError(f"cannot recompute an estimate of method {method!r} (no samples kept)")
 
 
 def summarize(table, by, value: str):
