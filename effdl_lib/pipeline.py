@@ -128,6 +128,15 @@ def smoke(out_dir: Path = BUILD / "smoke") -> list[Path]:
     return made
 
 
+#: cell metadata that only changes how the book shows a cell (tags such as hide-input,
+#: myst-nb figure captions and names): copied over by sync_prose, no re-run needed.
+DISPLAY_METADATA = ("tags", "mystnb")
+
+
+def _display_metadata(meta: dict) -> dict:
+    return {k: meta[k] for k in DISPLAY_METADATA if meta.get(k)}
+
+
 def _executed_cells(nb: dict) -> list[dict]:
     return [c for c in nb["cells"]
             if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
@@ -179,8 +188,8 @@ def staleness(src: Path) -> Staleness:
     if [c.source.strip() for c in source_cells if c.cell_type == "code"] != \
             ["".join(c["source"]).strip() for c in have if c["cell_type"] == "code"]:
         st.errors.append(f"the executed notebook's code differs from {src.name}")
-    elif [(c.cell_type, c.source.strip(), c.metadata.get("tags", [])) for c in source_cells] != \
-            [(c["cell_type"], "".join(c["source"]).strip(), c.get("metadata", {}).get("tags", []))
+    elif [(c.cell_type, c.source.strip(), _display_metadata(c.metadata)) for c in source_cells] != \
+            [(c["cell_type"], "".join(c["source"]).strip(), _display_metadata(c.get("metadata", {})))
              for c in have]:
         st.prose = True
     rec = json.loads(record.read_text())
@@ -252,10 +261,10 @@ def sync_prose(src: Path) -> None:
     for old, new in zip(have, want):
         if old["cell_type"] == "markdown":
             old["source"] = new.source
-        tags = new.metadata.get("tags", [])
-        old.setdefault("metadata", {})["tags"] = tags
-        if not tags:
-            old["metadata"].pop("tags")
+        meta = old.setdefault("metadata", {})
+        for key in DISPLAY_METADATA:
+            meta.pop(key, None)
+        meta.update(_display_metadata(new.metadata))
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -288,6 +297,14 @@ def write_record_page(target: Path = REPO_ROOT / "book" / "record.md") -> Path:
     return target
 
 
+def output_dir(profile: str, custom: bool) -> Path:
+    """Only a plain cpu run is the published record (notebooks/); any other profile, or
+    any -p parameter, goes to build/runs/PROFILE[-custom]/."""
+    if profile == "cpu" and not custom:
+        return NOTEBOOKS
+    return BUILD / "runs" / (profile + ("-custom" if custom else ""))
+
+
 def _parse_params(pairs: list[list[str]]) -> dict:
     # Values are YAML, as with papermill's -y: 5 -> int, 0.5 -> float, [1, 5] -> list.
     return {name: yaml.safe_load(value) for name, value in pairs or []}
@@ -314,10 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "run":
         sources = [_source_path(c) for c in args.chapters] or chapter_sources()
-        # Only a plain cpu run is the published record; anything else goes to build/runs.
-        published = args.profile == "cpu" and not args.param
-        out = args.out_dir or (NOTEBOOKS if published else
-                               BUILD / "runs" / (args.profile + ("" if not args.param else "-custom")))
+        out = args.out_dir or output_dir(args.profile, bool(args.param))
         failures = [s.stem for s in sources if run(s, args.profile, _parse_params(args.param), out)]
         if failures:
             print(f"failed chapters: {', '.join(failures)}", file=sys.stderr)

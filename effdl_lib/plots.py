@@ -5,8 +5,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def bar_with_ci(summary, label: str, ax=None, scale: float = 1.0, highlight=(), title: str = ""):
-    """Horizontal bars of ``mean`` with ``ci_low``/``ci_high`` whiskers, one per row."""
+def bar_with_ci(summary, label: str, ax=None, scale: float = 1.0, highlight=(), title: str = "",
+                xlabel: str = "mean and 95% CI", ylabel: str | None = None,
+                highlight_label: str = "highlighted", other_label: str = "other"):
+    """Horizontal bars of ``mean`` with ``ci_low``/``ci_high`` whiskers, one per row;
+    both axes labelled, and a legend when some bars are highlighted."""
     ax = ax or plt.subplots(figsize=(6.5, 0.45 * len(summary) + 1))[1]
     mean = summary["mean"].to_numpy() * scale
     err = np.vstack([mean - summary["ci_low"].to_numpy() * scale,
@@ -15,13 +18,20 @@ def bar_with_ci(summary, label: str, ax=None, scale: float = 1.0, highlight=(), 
     ax.barh(summary[label].astype(str), mean, xerr=err, color=colors, capsize=3)
     ax.invert_yaxis()
     ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or label)
+    if highlight:
+        from matplotlib.patches import Patch
+        ax.legend(handles=[Patch(color="tab:orange", label=highlight_label),
+                           Patch(color="tab:blue", label=other_label)], loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     return ax
 
 
 def lines_with_ci(summary, x: str, group: str, ax=None, scale: float = 1.0, logx=False,
-                  title: str = ""):
-    """One line per ``group`` over ``x``, with a shaded 95 % interval."""
+                  title: str = "", xlabel: str | None = None, ylabel: str = "mean and 95% CI"):
+    """One line per ``group`` over ``x``, with a shaded 95 % interval; both axes labelled
+    and the legend titled by ``group``."""
     ax = ax or plt.subplots(figsize=(6.5, 4))[1]
     for name, g in summary.groupby(group, sort=False):
         g = g.sort_values(x)
@@ -29,7 +39,9 @@ def lines_with_ci(summary, x: str, group: str, ax=None, scale: float = 1.0, logx
         ax.fill_between(g[x], g["ci_low"] * scale, g["ci_high"] * scale, alpha=0.2)
     if logx:
         ax.set_xscale("log")
-    ax.legend()
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel)
+    ax.legend(title=group)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     return ax

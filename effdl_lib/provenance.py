@@ -130,9 +130,16 @@ def _module_file(dotted: str) -> Path | None:
     return None
 
 
+def _pxd(name: str) -> list[Path]:
+    """A module's declarations: ``cython_ext/NAME.pxd`` or, for a cdef class other
+    modules cimport, ``effdl_lib/_NAME.pxd`` beside the compiled extension."""
+    return [p for p in (CYTHON / f"{name}.pxd", LIB / f"{name}.pxd", LIB / f"_{name}.pxd")
+            if p.exists()]
+
+
 def _cython_sources(extension: str) -> list[Path]:
     """``cython_ext/NAME.pyx``, its ``.pxd`` and every header or ``.pxd`` they name."""
-    todo = [p for p in (CYTHON / f"{extension}.pyx", CYTHON / f"{extension}.pxd") if p.exists()]
+    todo = [p for p in (CYTHON / f"{extension}.pyx",) if p.exists()] + _pxd(extension)
     seen: list[Path] = []
     while todo:
         path = todo.pop()
@@ -143,10 +150,9 @@ def _cython_sources(extension: str) -> list[Path]:
         for name in re.findall(r'"([\w./-]+\.(?:h|pxi))"', text):
             if (CYTHON / name).exists():
                 todo.append(CYTHON / name)
-        for name in re.findall(r"^\s*(?:from|cimport)\s+([\w.]+)\s+c?import", text, flags=re.M):
-            pxd = CYTHON / f"{name.split('.')[-1]}.pxd"
-            if pxd.exists():
-                todo.append(pxd)
+        for name in re.findall(r"^\s*(?:from\s+([\w.]+)\s+cimport|cimport\s+([\w.]+))", text,
+                               flags=re.M):
+            todo += _pxd(next(n for n in name if n).split(".")[-1])
         if path.suffix == ".h":  # a header's own includes
             for name in re.findall(r'#include\s+"([\w./-]+)"', text):
                 if (CYTHON / name).exists():
@@ -156,8 +162,8 @@ def _cython_sources(extension: str) -> list[Path]:
 
 def layer(path: Path) -> str:
     """'chapter', 'toolkit', 'cython' or 'core' for a file the chapter depends on."""
-    rel = path.relative_to(REPO_ROOT).parts
-    if rel[0] == "cython_ext":
+    rel = path.resolve().relative_to(REPO_ROOT).parts
+    if rel[0] == "cython_ext" or path.suffix in (".pyx", ".pxd", ".h"):
         return "cython"
     if rel[:2] == (PACKAGE, "chapters"):
         return "chapter"

@@ -1,0 +1,71 @@
+"""One check suite over every chapter module and its committed record (the shared
+checks, as scikit-learn runs one suite over every estimator)."""
+import ast
+import importlib
+import json
+import pkgutil
+
+import pytest
+
+from effdl_lib import chapters, pipeline
+from effdl_lib.chapter import check_chapter, parameters_cell
+from effdl_lib.claims import Rule, rule_from_dict
+from effdl_lib.stats import Estimate, recompute
+
+MODULES = [importlib.import_module(f"effdl_lib.chapters.{m.name}")
+           for m in pkgutil.iter_modules(chapters.__path__)]
+CHAPTERS = [m for m in MODULES if hasattr(m, "SLUG")]
+
+
+def _ids(mods):
+    return [m.__name__.rsplit(".", 1)[1] for m in mods]
+
+
+def test_every_chapter_module_has_a_notebook_and_every_notebook_a_module():
+    slugs = {m.SLUG for m in CHAPTERS}
+    sources = {p.stem for p in pipeline.chapter_sources()}
+    assert slugs == sources
+
+
+@pytest.mark.parametrize("module", CHAPTERS, ids=_ids(CHAPTERS))
+def test_check_chapter(module):
+    assert check_chapter(module) == []
+
+
+@pytest.mark.parametrize("module", CHAPTERS, ids=_ids(CHAPTERS))
+def test_parameters_cell_declares_every_field(module):
+    """papermill --help-notebook lists every parameter and -p NAME draws no warning."""
+    import jupytext
+    src = pipeline.NOTEBOOKS / f"{module.SLUG}.py"
+    cells = [c for c in jupytext.read(src).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one parameters cell"
+    assigned = {t.id: getattr(n.value, "value", "?") for n in ast.parse(cells[0].source).body
+                if isinstance(n, ast.Assign) for t in n.targets}
+    want = {line.split(" = ")[0] for line in parameters_cell(module).splitlines()}
+    assert set(assigned) == want
+    assert assigned.pop("profile") == "cpu" and all(v is None for v in assigned.values())
+
+
+@pytest.mark.parametrize("module", CHAPTERS, ids=_ids(CHAPTERS))
+def test_committed_verdicts_follow_from_samples_and_rules(module):
+    """Recompute every estimate from the samples kept in the record and decide its
+    verdict again with the library's rule."""
+    rec_path = pipeline.NOTEBOOKS / f"{module.SLUG}.record.json"
+    rec = json.loads(rec_path.read_text())
+    assert {c["id"] for c in rec["claims"]} == set(module.CLAIMS)
+    for c in rec["claims"]:
+        rule = module.CLAIMS[c["id"]].rule
+        assert rule_from_dict(c["rule_spec"]) == rule
+        m = c["measured"]
+        if m is None:
+            assert rule.decide(None) == c["verdict"]
+            continue
+        if m.get("method") in ("t", "ratio", "point"):
+            again = recompute(m)
+            assert again.mean == pytest.approx(m["mean"], rel=1e-9, abs=1e-12), c["id"]
+            assert again.ci_low == pytest.approx(m["ci_low"], rel=1e-9, abs=1e-12), c["id"]
+            assert again.ci_high == pytest.approx(m["ci_high"], rel=1e-9, abs=1e-12), c["id"]
+        else:  # no samples: the verdict must still follow from the stored interval
+            assert isinstance(rule, Rule) or rule.decide(None) == c["verdict"]
+            again = Estimate(m["mean"], m["ci_low"], m["ci_high"], m["n"])
+        assert rule.decide(again) == c["verdict"], c["id"]
