@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,38 @@ def test_relative_data_root_is_taken_from_the_repo(monkeypatch):
     monkeypatch.setenv("EFFDL_DATA", "some/where")
     monkeypatch.chdir("/")
     assert data.data_root() == (data.REPO_ROOT / "some" / "where").resolve()
+
+
+def test_corrupt_decoded_cache_is_rebuilt_not_trusted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EFFDL_CACHE", str(tmp_path))
+    target = data.cache_dir() / "demo.npy"
+    data.write_cache(target, np.arange(12, dtype=np.uint8).reshape(3, 4))
+    assert data.read_cache(target).sum() == 66
+    raw = bytearray(target.read_bytes())
+    raw[-1] ^= 0xFF  # one flipped byte in the payload: np.load would happily read it
+    target.write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match="does not match its checksum"):
+        data.read_cache(target)
+    Path(str(target) + ".sha256").unlink()
+    with pytest.raises(data.DataError):
+        data.read_cache(target)  # a cache without its checksum is not trusted either
+
+
+def test_cifar_cache_corruption_triggers_a_rebuild(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EFFDL_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "_cifar_from_jpeg_tar", lambda tar, split: np.full((2, 32, 32), 7, np.uint8))
+    monkeypatch.setattr(data, "path", lambda name, download=True: tmp_path / "fake.tar.gz")
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("EFFDL_DATA", str(tmp_path / "data"))
+    jpeg = tmp_path / "data" / data.REGISTRY["cifar10/jpeg"].relpath
+    jpeg.parent.mkdir(parents=True)
+    jpeg.write_bytes(b"not used: the reader is replaced")
+    data._load_cached.cache_clear()
+    first = data.cifar10_gray("test")
+    cached = tmp_path / "cifar10_test_gray_jpeg.npy"
+    assert cached.exists() and first.shape == (2, 32, 32)
+    cached.write_bytes(cached.read_bytes()[:-10])  # truncated
+    data._load_cached.cache_clear()
+    again = data.cifar10_gray("test")
+    assert (again == 7).all() and "rebuilding" in capsys.readouterr().out
+    data._load_cached.cache_clear()

@@ -64,3 +64,34 @@ def test_paired_values_aligns_by_seed():
     df = pd.DataFrame({"arm": ["a", "b", "b", "a"], "seed": [1, 0, 1, 0], "acc": [0.3, 0.2, 0.4, 0.1]})
     a, b = paired_values(df, "arm", "a", "b", "acc")
     assert list(a) == [0.1, 0.3] and list(b) == [0.2, 0.4]
+
+
+def test_bootstrap_ratio_unpaired_branch_is_wider_than_paired():
+    # Paired samples move together (ratio exactly 2 per index); unpaired resampling mixes
+    # indices, so its interval must be wide while the paired one is a point.
+    den = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    num = 2 * den
+    paired = bootstrap_ratio(num, den, n_boot=4000, paired=True)
+    unpaired = bootstrap_ratio(num, den, n_boot=4000, paired=False)
+    assert paired.mean == unpaired.mean == pytest.approx(2.0)
+    assert paired.ci_high - paired.ci_low == pytest.approx(0.0, abs=1e-12)
+    assert unpaired.ci_high - unpaired.ci_low > 0.5
+    # different lengths are resampled independently whatever `paired` says
+    short = bootstrap_ratio(num[:3], den, n_boot=2000, paired=True)
+    assert short.n == 3 and short.ci_high > short.ci_low
+
+
+def test_estimates_keep_samples_and_recompute_exactly():
+    from effdl_lib.stats import point, recompute
+    for est in (mean_ci([0.1, 0.3, 0.2]), paired_diff([0.5, 0.6], [0.4, 0.3]),
+                bootstrap_ratio([2.0, 2.2, 1.9], [1.0, 1.0, 1.1], n_boot=500, paired=False),
+                point(0.984), mean_ci([0.7])):
+        stored = est.as_dict()
+        again = recompute(stored)
+        assert (again.mean, again.ci_low, again.ci_high, again.n) == (est.mean, est.ci_low, est.ci_high, est.n)
+    assert mean_ci([1.0, 2.0]).as_dict()["samples"] == [1.0, 2.0]
+    assert paired_diff([3.0, 5.0], [1.0, 1.0]).as_dict()["samples"] == [2.0, 4.0]
+    with pytest.raises(ValueError, match="no samples kept"):
+        recompute({"mean": 1.0, "ci_low": 0.0, "ci_high": 2.0, "n": 3})
+    with pytest.raises(ValueError, match="finite"):
+        point(float("inf"))
