@@ -259,13 +259,14 @@ def verdict_figure(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("paper")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlim(0, max(left + [1]) + 0.5)
-    ax.legend(title="verdict", loc="lower right", fontsize=8, title_fontsize=8, frameon=True)
+    ax.legend(title="verdict", loc="upper center", bbox_to_anchor=(0.5, -0.9 / (0.42 * len(rows) + 1.4)),
+              ncol=2, fontsize=8, title_fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Text stays text (small, sharp, searchable); no timestamp: same records, same file.
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "effdl"}):
-        fig.savefig(path, metadata={"Date": None})
+        fig.savefig(path, metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -288,21 +289,19 @@ def overview_page(records: list[dict], papers: list[Paper] | None = None,
                   "Claims per paper, by verdict. A claim is *reproduced* when our 95 % interval "
                   "meets the rule fixed before the run, *partly* when only the mean does; "
                   "papers without a chapter yet are marked *planned*.", "```", ""]
-    head = " | ".join(VERDICTS)
-    lines += [f"| paper | arXiv | chapter | {head} | headline finding |",
-              "|---|---|---|" + "---:|" * len(VERDICTS) + "---|"]
+    lines += ["| paper | chapter | claims by verdict | headline finding |", "|---|---|---|---|"]
     for r in rows:
         p, rec = r["paper"], r["record"]
-        arxiv = f"[{p.arxiv}](https://arxiv.org/abs/{p.arxiv})" if re.match(r"\d{4}\.", p.arxiv) else "-"
+        arxiv = f" [arXiv:{p.arxiv}](https://arxiv.org/abs/{p.arxiv})" if re.match(r"\d{4}\.", p.arxiv) else ""
+        paper = _cell(p.title) + arxiv
         if rec is None:
-            dashes = " | ".join("-" for _ in VERDICTS)
-            where = "[survey map](survey_map.md); *planned*" if p.survey_map else "*planned*"
-            lines.append(f"| {_cell(p.title)} | {arxiv} | {where} | {dashes} | - |")
+            where = "[survey map](survey_map.md); chapter *planned*" if p.survey_map else "*planned*"
+            lines.append(f"| {paper} | {where} | - | - |")
             continue
         counts = verdict_counts(rec)
-        link = f"[{rec['slug'][:2]}](../notebooks/{rec['slug']}.ipynb)"
-        nums = " | ".join(str(counts[v]) for v in VERDICTS)
-        lines.append(f"| {_cell(p.title)} | {arxiv} | {link} | {nums} | {_cell(headline(rec))} |")
+        link = f"[{_cell(rec.get('chapter', rec['slug']))}](../notebooks/{rec['slug']}.ipynb)"
+        by_verdict = "<br>".join(f"{n} {v}" for v, n in counts.items() if n) or "none checked"
+        lines.append(f"| {paper} | {link} | {by_verdict} | {_cell(headline(rec))} |")
     return "\n".join(lines) + "\n"
 
 
