@@ -7,7 +7,8 @@ image must decode and every internal link (and its ``#fragment``) must resolve; 
 be typeset by the MathJax copy served from the build (no raw ``\\(`` or ``$$`` left in
 the visible text); every ``{glue:text}`` of a chapter must show its value; no output may
 show a Python traceback or warning; papermill's injected-parameters cell must not show;
-code lines must wrap or scroll, not be cut. The search page must find each chapter by a
+code lines must wrap or scroll, not be cut; every figure a chapter draws must have a
+caption. The search page must find each chapter by a
 word of its title. Screenshots of every page go to ``build/screenshots/``.
 
 ``make test`` runs this file after ``make book-html`` (target ``test-browser``). Where
@@ -121,7 +122,7 @@ const done = arguments[arguments.length - 1];
   const sleep = ms => new Promise(r => setTimeout(r, ms));
   const out = {mathjax: null, untypeset: [], rawText: [], glueText: [], brokenImages: [],
                images: [], links: [], outputs: [], injectedVisible: 0, pasted: 0, cutCode: [],
-               title: document.title};
+               uncaptioned: [], title: document.title};
   if (document.querySelector('script[src*="mathjax"], script[src*="MathJax"]')) {
     for (let i = 0; i < 150 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
       await sleep(100);
@@ -152,6 +153,16 @@ const done = arguments[arguments.length - 1];
     if (/\{glue(:\w+)?\}/.test(t)) out.glueText.push(t.trim().slice(0, 100));
   }
   out.pasted = document.querySelectorAll('.pasted-text').length;
+  // Figures that a chapter draws: each in a <figure> with a caption (mystnb figure metadata).
+  document.querySelectorAll('.cell_output img').forEach(img => {
+    const fig = img.closest('figure');
+    const cap = fig && fig.querySelector('figcaption');
+    const sec = img.closest('section');
+    const head = sec && sec.querySelector('h1, h2, h3, h4');
+    if (!cap || !cap.textContent.trim())
+      out.uncaptioned.push((img.getAttribute('src') || '(no src)').split('/').pop().slice(0, 16) +
+                           ' in section ' + JSON.stringify(head ? head.textContent.replace('#', '').trim() : ''));
+  });
   document.querySelectorAll('a[href]').forEach(a => out.links.push(a.href));
   document.querySelectorAll('.cell_output .output, .output.traceback, .output.error').forEach(o =>
     out.outputs.push({classes: o.className, text: o.innerText.slice(0, 4000)}));
@@ -169,6 +180,7 @@ const done = arguments[arguments.length - 1];
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
 # Python's warnings: "path.py:3: UserWarning: ..." or a bare "FutureWarning: ..." line.
 WARNING = re.compile(r"^\S.*:\d+: \w*Warning\b|^\s*\w*Warning: ", re.M)
+REFRESH = re.compile(r"""<meta[^>]+http-equiv=["']refresh["']""", re.I)
 GLUE_TEXT_ROLE = re.compile(r"\{glue:text\}`[^`]+`")
 
 
@@ -239,6 +251,15 @@ def check_page(driver, site: Site, rel: str, shots: Path | None = None) -> list[
     """Every problem a reader would meet on page ``rel`` of ``site``."""
     driver.get_log("browser")          # drop what earlier pages logged
     driver.get(site.url(rel))
+    if REFRESH.search((site.root / rel).read_text(errors="replace")[:4000]):
+        # A redirect page (index.html -> book/intro.html): check where it lands.
+        deadline = time.monotonic() + 10
+        while driver.current_url == site.url(rel) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if driver.current_url == site.url(rel):
+            return ["the redirect page does not redirect"]
+    while driver.execute_script("return document.readyState") != "complete":
+        time.sleep(0.05)
     probe = driver.execute_async_script(PAGE_PROBE)
     if "error" in probe:
         return [f"the page probe failed: {probe['error']}"]
@@ -258,6 +279,7 @@ def check_page(driver, site: Site, rel: str, shots: Path | None = None) -> list[
     if probe["injectedVisible"]:
         problems.append("papermill's injected-parameters cell is visible")
     problems += [f"a code line is cut at the edge: {t!r}" for t in probe["cutCode"][:3]]
+    problems += [f"a figure without a caption: {src}" for src in probe["uncaptioned"]]
     if shots is not None:
         shots.mkdir(parents=True, exist_ok=True)
         name = screenshot_name(rel)
@@ -308,10 +330,10 @@ def test_every_page_reads_offline(driver, book):
     t0 = time.perf_counter()
     report = {rel: check_page(driver, book, rel, SCREENSHOTS) for rel in pages}
     bad = {rel: probs for rel, probs in report.items() if probs}
-    assert not bad, "pages a reader would find broken:\n" + "\n".join(
-        f"  {rel}:\n" + "\n".join(f"    - {p}" for p in probs) for rel, probs in bad.items())
     print(f"{len(pages)} pages checked in {time.perf_counter() - t0:.1f} s; "
           f"screenshots in {SCREENSHOTS.relative_to(REPO)}")
+    assert not bad, "pages a reader would find broken:\n" + "\n".join(
+        f"  {rel}:\n" + "\n".join(f"    - {p}" for p in probs) for rel, probs in bad.items())
 
 
 def test_chapters_typeset_math_from_the_build(driver, book):
@@ -441,6 +463,17 @@ def test_checker_fails_on_broken_links_console_errors_and_glue(driver, tiny_site
                    files={"_sources/index.ipynb": json.dumps(nb)}) as site:
         problems = check_page(driver, site, "index.html")
     assert "missing glued values: 1 glue:text roles, 0 values shown" in problems, problems
+
+
+def test_checker_fails_on_an_uncaptioned_figure(driver, tiny_site):
+    bare = "<div class='cell_output'><img src='img.png'></div>"
+    captioned = ("<div class='cell_output'><figure><img src='img.png'><figcaption>"
+                 "<p>Accuracy per source.</p></figcaption></figure></div>")
+    with tiny_site(tiny_site.good + captioned) as site:
+        assert check_page(driver, site, "index.html") == []
+    with tiny_site(tiny_site.good + bare) as site:
+        problems = check_page(driver, site, "index.html")
+    assert any(p.startswith("a figure without a caption: img.png") for p in problems), problems
 
 
 def test_checker_fails_on_injected_parameters_and_cut_code(driver, tiny_site):
