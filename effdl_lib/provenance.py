@@ -41,7 +41,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                 and body and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
+            node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
     return tree
 
 
@@ -211,8 +211,7 @@ def chapter_inputs(notebook_src: Path, parameters: dict[str, Any] | None,
     inputs = {_rel(notebook_src): notebook_hash(notebook_src)}
     core = {}
     for path in dependencies(notebook_src):
-        if path.name == "__init__.py" and path.read_text().strip().startswith('"""') \
-                and python_code_hash(path.read_text()) == python_code_hash(""):
+        if path.name == "__init__.py" and python_code_hash(path.read_text()) == python_code_hash(""):
             continue  # a package marker with only a docstring
         key = _rel(path)
         (core if layer(path) == "core" else inputs)[key] = file_hash(path)

@@ -600,25 +600,40 @@ def intensity_rank(data: LabeledData) -> np.ndarray:
     return rank
 
 
+NOISE_KINDS = ("uniform", "permuted")
+
+
 def synthetic_teacher(data: LabeledData, rows, seed: int, acc_low: float = 0.2,
-                      acc_high: float = 1.0) -> SyntheticTeacher:
+                      acc_high: float = 1.0, noise: str = "uniform") -> SyntheticTeacher:
     """The positive control: a teacher whose label for row x is right with probability
     a(x) = acc_low + (acc_high - acc_low) * rank(mean intensity of x), and otherwise a
-    uniformly drawn wrong class. Its stated probabilities are a(x) on the label it gives
-    and (1 - a(x)) / (K - 1) on each other class, so its confidence is exactly
+    wrong class: drawn uniformly (``noise="uniform"``) or always the same wrong class for
+    a given true class (``"permuted"``: a seeded derangement of the classes, systematic
+    confusions like a real teacher's). Its stated probabilities are a(x) on the label it
+    gives and (1 - a(x)) / (K - 1) on each other class, so its confidence is exactly
     calibrated and its margin a monotone function of a(x). Draws are per row and seed,
     independent of which rows are asked for."""
     if not 0 <= acc_low <= acc_high <= 1:
         raise ValueError(f"need 0 <= acc_low <= acc_high <= 1, got {acc_low}, {acc_high}")
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {noise!r}; choose from {', '.join(NOISE_KINDS)}")
     rows = np.asarray(rows, dtype=np.int64)
     k = data.n_classes
     rng = np.random.default_rng([int(seed), 0xC0DE])
     u = rng.random(len(data))
     shift = rng.integers(1, k, len(data))
+    if noise == "permuted":  # one wrong class per true class: a seeded cyclic shift
+        shift = np.full(len(data), 1 + int(seed) % (k - 1))
+        perm = rng.permutation(k)
+        inverse = np.argsort(perm)
     a = acc_low + (acc_high - acc_low) * intensity_rank(data)
     a, u, shift, y = a[rows], u[rows], shift[rows], data.y[rows]
     correct = u < a
-    given = np.where(correct, y, (y + shift) % k)
+    if noise == "permuted":  # y -> perm[(perm^-1[y] + shift) % k]: never y itself
+        wrong = perm[(inverse[y] + shift) % k]
+    else:
+        wrong = (y + shift) % k
+    given = np.where(correct, y, wrong)
     probs = np.repeat(((1 - a) / (k - 1))[:, None], k, axis=1)
     probs[np.arange(len(rows)), given] = a
     logits = torch.from_numpy(np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32))
@@ -696,3 +711,37 @@ def paired_estimate(table: pd.DataFrame, a: str, b: str, metric: str) -> Estimat
     if np.isnan(va).any() or np.isnan(vb).any():
         raise ValueError(f"arms {a!r} and {b!r} are not both present on every seed")
     return paired_diff(va, vb)
+
+
+def synthetic_topk_teacher(data: LabeledData, rows, seed: int, k: int, acc_low: float = 0.2,
+                           acc_high: float = 1.0) -> SyntheticTeacher:
+    """A positive control that follows SLaM's noise model (chapter 05): for row x the
+    label given is the true one with probability a(x) (as in :func:`synthetic_teacher`,
+    rising with the image's intensity rank), and otherwise one of the k - 1 other classes
+    of a confusion set S(x) that always holds the truth. The stated probabilities are
+    (1 - a(x)) / k on each class of S(x) plus a(x) on the label given (1e-6 elsewhere):
+    the label given is always the argmax (also for a(x) < 1/k), its margin is a(x), and
+    the teacher's top-k classes are S(x), which contain the truth on every row."""
+    n_classes = data.n_classes
+    if not 2 <= k <= n_classes:
+        raise ValueError(f"k must be in [2, {n_classes}], got {k}")
+    if not 0 <= acc_low <= acc_high <= 1:
+        raise ValueError(f"need 0 <= acc_low <= acc_high <= 1, got {acc_low}, {acc_high}")
+    rows = np.asarray(rows, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), 0x70C, k])
+    u = rng.random(len(data))
+    # k - 1 distinct wrong classes per row: a random order of the K - 1 shifts 1..K-1
+    shifts = np.argsort(rng.random((len(data), n_classes - 1)), axis=1)[:, :k - 1] + 1
+    pick = rng.integers(0, k - 1, len(data))
+    a = acc_low + (acc_high - acc_low) * intensity_rank(data)
+    a, u, shifts, pick, y = a[rows], u[rows], shifts[rows], pick[rows], data.y[rows]
+    others = (y[:, None] + shifts) % n_classes               # S(x) minus the truth
+    correct = u < a
+    given = np.where(correct, y, others[np.arange(len(rows)), pick])
+    members = np.concatenate([y[:, None], others], axis=1)   # S(x)
+    probs = np.full((len(rows), n_classes), 1e-6)
+    probs[np.arange(len(rows))[:, None], members] = ((1 - a) / k)[:, None]
+    probs[np.arange(len(rows)), given] += a
+    probs /= probs.sum(1, keepdims=True)
+    logits = torch.from_numpy(np.log(probs).astype(np.float32))
+    return SyntheticTeacher(logits, a, correct)
