@@ -13,4 +13,4 @@ extensions = [
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"},
-                            include_path=["cython_ext"]))
+                            include_path=["cython_ext", "."]))  # ".": effdl_lib/*.pxd

@@ -338,9 +338,11 @@ static inline int ap_bitmap_free(ap_pool *p, void *ptr)
     return AP_OK;
 }
 
-/* Is a committed bitmap slot free?  (For checks and tests, not hot paths.) */
+/* Is a committed bitmap slot free?  1 free, 0 allocated, -1 when the pool is not a
+ * bitmap pool or the slot is not committed.  (For checks and tests, not hot paths.) */
 static inline int ap_bitmap_is_free(const ap_pool *p, size_t slot)
 {
+    if (p->kind != AP_BITMAP || slot >= p->n_slots) return -1;
     const ap_chunk *c = &p->chunks[ap_chunk_of(p, slot)];
     size_t i = slot - c->first;
     return (int)((c->bits[c->off[0] + (i >> 6)] >> (i & 63)) & 1);

@@ -404,6 +404,56 @@ static int wl_tree_churn(ap_pool *p, const wl_params *q, wl_result *r)
     return t.status;
 }
 
+/* ---- the physical floor and the cache probe ------------------------------------------- */
+
+/* n 32-byte nodes in one contiguous 64-byte-aligned array, linked in address order
+ * (ordered != 0: the best layout any allocator can give a list) or in a uniformly random
+ * order (ordered == 0: every step a random access, the probe for the effective cache).
+ * For each of `repeats`: list_ns[k] = ns/node of the pointer walk (wl_traverse_list,
+ * the same loop the workloads time) and, when scan_ns is not NULL, scan_ns[k] = ns/node
+ * of an array scan summing the same keys.  Returns AP_OK, AP_EINVAL or AP_NOMEM. */
+static int wl_layout_walk(size_t n, int ordered, uint64_t seed, int repeats,
+                          double *list_ns, double *scan_ns)
+{
+    if (n < 2 || repeats < 1) return AP_EINVAL;
+    size_t bytes = ap_round_up(n * sizeof(wl_node), 64);
+    wl_node *a = (wl_node *)aligned_alloc(64, bytes);
+    size_t *perm = (size_t *)malloc(n * sizeof *perm);
+    if (!a || !perm) {
+        free(a);
+        free(perm);
+        return AP_NOMEM;
+    }
+    for (size_t i = 0; i < n; ++i) perm[i] = i;
+    uint64_t rng = seed;
+    if (!ordered)
+        for (size_t i = n - 1; i > 0; --i) {
+            size_t j = wl_below(&rng, i + 1);
+            size_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+        }
+    for (size_t i = 0; i < n; ++i) {
+        wl_node *x = &a[perm[i]];
+        x->key = x->val = i;
+        x->prev = i ? &a[perm[i - 1]] : NULL;
+        x->next = i + 1 < n ? &a[perm[i + 1]] : NULL;
+    }
+    const wl_node *head = &a[perm[0]];
+    free(perm);
+    for (int k = 0; k < repeats; ++k) {
+        list_ns[k] = wl_traverse_list(head, n);
+        if (scan_ns) {
+            uint64_t sum = 0;
+            double t0 = wl_now();
+            for (size_t i = 0; i < n; ++i) sum += a[i].key;
+            double t1 = wl_now();
+            wl_sink += sum;
+            scan_ns[k] = (t1 - t0) / (double)n;
+        }
+    }
+    free(a);
+    return AP_OK;
+}
+
 /* Run one workload on pool p.  res buffers are sized by the caller: trav_ns
  * rounds*repeats (W4) or repeats; addrs n + n_ops (W2) or n. */
 static int wl_run(ap_pool *p, const wl_params *q, wl_result *r)

@@ -1,23 +1,17 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Fixed-size object pools (Fast Bitmap Fit and baselines) and timed linked-structure
-workloads; the C lives in alloc_pool.h and alloc_workloads.h, C-level users cimport
-allocator.pxd.
+workloads; the C lives in alloc_pool.h and alloc_workloads.h.  The extension types and C
+declarations are in effdl_lib/_allocator.pxd (Cython picks it up as this module's own
+.pxd, and other Cython modules cimport it).
 
 Python API safety: misuse raises and never corrupts.  BitmapPool checks in C from its
 bitmap; LifoPool / OrderedFreeListPool keep a Python set of live addresses (their C free
 lists trust the caller, as real pools do); SystemAllocator keeps live and freed sets.
-The workloads (run_workload) use the unchecked C paths with no Python in the loops."""
+Bad arguments raise ValueError, MemoryError only means memory.  The workloads
+(run_workload) use the unchecked C paths with no Python in the loops."""
 import numpy as np
-cimport numpy as cnp
 from libc.stdint cimport uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free as c_free
-
-from allocator cimport (
-    AP_SYSTEM, AP_LIFO, AP_BITMAP, AP_ORDERED, AP_OK, AP_FOREIGN, AP_DOUBLE_FREE,
-    AP_NOMEM, AP_EINVAL, ap_pool, ap_init, ap_destroy, ap_alloc, ap_free, ap_owns,
-    ap_bitmap_is_free, wl_params, wl_result, wl_run)
-
-cnp.import_array()
 
 
 class PoolError(Exception):
@@ -44,6 +38,7 @@ ALLOCATOR_KINDS = {"malloc": (AP_SYSTEM, 0), "lifo": (AP_LIFO, 0),
                    "ordered_list": (AP_ORDERED, 0)}
 WORKLOADS = {"W1": 1, "W2": 2, "W3": 3, "W4": 4}
 NODE_BYTES = 32
+MAX_OBJ_SIZE = 1 << 16
 _MAX_ADDR = (1 << 64) - 1
 
 
@@ -56,11 +51,8 @@ cdef inline uintptr_t _addr(object addr) except? 0:
 
 
 cdef class _Pool:
-    """Common interface; construct one of the subclasses.  Attribute order is the C
-    layout declared in alloc_pyobj.h: no cdef methods (a vtable would shift it)."""
-    cdef ap_pool* pool
-    cdef object live
-    cdef object freed
+    """Common interface; construct one of the subclasses.  Attributes (pool, live,
+    freed) are declared in _allocator.pxd."""
 
     def __cinit__(self, *args, **kwargs):
         self.pool = NULL
@@ -202,12 +194,13 @@ cdef _setup(_Pool self, int kind, object obj_size, object capacity, object initi
             object reserve_bytes):
     if self.pool is not NULL:
         raise RuntimeError("pool already initialised")
-    if obj_size < 1 or (kind != AP_SYSTEM and (obj_size < 8 or obj_size % 8)):
-        raise ValueError(f"obj_size must be a positive multiple of 8 (got {obj_size})")
+    if (not isinstance(obj_size, int) or obj_size < 1 or obj_size > MAX_OBJ_SIZE
+            or (kind != AP_SYSTEM and (obj_size < 8 or obj_size % 8))):
+        raise ValueError(f"obj_size must be a positive multiple of 8 up to {MAX_OBJ_SIZE} "
+                         f"(got {obj_size!r})")
     if capacity is not None and capacity < 1:
         raise ValueError(f"capacity must be positive or None (got {capacity})")
-    if initial_slots < 1 or initial_slots & (initial_slots - 1):
-        raise ValueError(f"initial_slots must be a power of two (got {initial_slots})")
+    _check_initial_slots(initial_slots)
     cdef ap_pool* p = <ap_pool*>calloc(1, sizeof(ap_pool))
     if p is NULL:
         raise MemoryError()
@@ -256,27 +249,51 @@ cdef class BitmapPool(_Pool):
         cdef ap_pool* p = _checked(self)
         cdef size_t s
         return [<uintptr_t>(p.base + s * p.stride) for s in range(p.n_slots)
-                if ap_bitmap_is_free(p, s)]
+                if ap_bitmap_is_free(p, s) == 1]
+
+    def slot_is_free(self, Py_ssize_t slot):
+        """Whether committed slot ``slot`` (an index from 0) is free; IndexError outside
+        the committed slots (the C check returns -1 there instead of reading past the
+        chunk table)."""
+        cdef ap_pool* p = _checked(self)
+        cdef int rc = ap_bitmap_is_free(p, <size_t>slot) if slot >= 0 else -1
+        if rc < 0:
+            raise IndexError(f"slot {slot} is not a committed slot (0..{p.n_slots - 1})")
+        return bool(rc)
+
+
+MAX_INITIAL_SLOTS = 1 << 30
+
+
+def _check_initial_slots(initial_slots):
+    if (not isinstance(initial_slots, int) or isinstance(initial_slots, bool)
+            or initial_slots < 1 or initial_slots > MAX_INITIAL_SLOTS
+            or initial_slots & (initial_slots - 1)):
+        raise ValueError(f"initial_slots must be a power of two in [1, 2^30], "
+                         f"got {initial_slots!r}")
 
 
 def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
                  Py_ssize_t obj_size=32, uint64_t seed=0, double frac=0.5,
-                 int repeats=5, int rounds=10, n_ops=None, Py_ssize_t initial_slots=64,
+                 int repeats=5, int rounds=10, n_ops=None, initial_slots=64,
                  bint round_addresses=False):
     """Run one workload with all loops in C (GIL released) and return a dict.
 
     allocator: malloc | lifo | bitmap | bitmap_hint | ordered_list.  workload: W1-W4
     (rounds applies to W4; n_ops, default n, to W2/W3).  obj_size is the request size
     (malloc) or pool stride; nodes are 32 bytes.  Times are ns per node (traversal) or
-    per operation; "addresses" is the final structure in traversal order (uint64)."""
+    per operation; "addresses" is the final structure in traversal order (uint64).
+    Bad arguments raise ValueError; MemoryError only when memory runs out."""
     if allocator not in ALLOCATOR_KINDS:
         raise ValueError(f"allocator must be one of {sorted(ALLOCATOR_KINDS)}")
     if workload not in WORKLOADS:
         raise ValueError(f"workload must be one of {sorted(WORKLOADS)}")
     if n < 2:
         raise ValueError("n must be at least 2")
-    if obj_size < NODE_BYTES or obj_size % 8:
-        raise ValueError(f"obj_size must be a multiple of 8 and >= {NODE_BYTES}")
+    if obj_size < NODE_BYTES or obj_size % 8 or obj_size > MAX_OBJ_SIZE:
+        raise ValueError(f"obj_size must be a multiple of 8 in [{NODE_BYTES}, "
+                         f"{MAX_OBJ_SIZE}], got {obj_size}")
+    _check_initial_slots(initial_slots)
     if not 0.0 <= frac <= 1.0:
         raise ValueError("frac must be in [0, 1]")
     if repeats < 1 or rounds < 1:
@@ -301,22 +318,30 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
     q.seed = seed
     q.use_hint = use_hint
 
-    cdef cnp.ndarray[double, ndim=1] trav = np.full(<Py_ssize_t>n_rounds * <Py_ssize_t>repeats, np.nan)
+    trav_arr = np.full(<Py_ssize_t>n_rounds * <Py_ssize_t>repeats, np.nan)
+    cdef double[::1] trav = trav_arr
     cdef Py_ssize_t cap = n + ops if w == 2 else n
-    cdef cnp.ndarray[uint64_t, ndim=1] addrs = np.zeros(cap, dtype=np.uint64)
-    cdef cnp.ndarray[uint64_t, ndim=1] raddrs
+    addrs_arr = np.zeros(cap, dtype=np.uint64)
+    cdef uint64_t[::1] addrs = addrs_arr
+    cdef uint64_t[::1] raddrs
+    raddrs_arr = None
     cdef wl_result r
     r.trav_ns = &trav[0]
     r.addrs = &addrs[0]
     r.addr_cap = cap
     r.round_addrs = NULL
     if round_addresses and w == 4:
-        raddrs = np.zeros(n_rounds * n, dtype=np.uint64)
+        raddrs_arr = np.zeros(n_rounds * n, dtype=np.uint64)
+        raddrs = raddrs_arr
         r.round_addrs = &raddrs[0]
 
     cdef ap_pool pool
-    if ap_init(&pool, kind, obj_size, 0, initial_slots, 0) != AP_OK:
-        raise MemoryError("could not set up the pool")
+    cdef int rc = ap_init(&pool, kind, obj_size, 0, initial_slots, 0)
+    if rc == AP_EINVAL:
+        raise ValueError(f"invalid pool parameters (obj_size={obj_size}, "
+                         f"initial_slots={initial_slots})")
+    if rc != AP_OK:
+        raise MemoryError("could not reserve address space for the pool")
     cdef int st
     try:
         with nogil:
@@ -331,11 +356,12 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
     finally:
         ap_destroy(&pool)
 
-    final = addrs[:r.n_nodes].copy()
-    by_round = trav.reshape(n_rounds, repeats)
+    final = addrs_arr[:r.n_nodes].copy()
+    by_round = trav_arr.reshape(n_rounds, repeats)
     out = {
         "allocator": allocator, "workload": workload, "n": n, "obj_size": obj_size,
         "seed": seed, "frac": frac, "rounds": n_rounds, "repeats": repeats, "n_ops": ops,
+        "initial_slots": initial_slots,
         "n_nodes": int(r.n_nodes),
         "traversal_ns": by_round[n_rounds - 1].tolist(),
         "traversal_ns_rounds": by_round.tolist(),
@@ -348,6 +374,32 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
         "arena_base": base,
         "addresses": final,
     }
-    if r.round_addrs is not NULL:
-        out["round_addresses"] = [raddrs[i * n:(i + 1) * n].copy() for i in range(n_rounds)]
+    if raddrs_arr is not None:
+        out["round_addresses"] = [raddrs_arr[i * n:(i + 1) * n].copy() for i in range(n_rounds)]
     return out
+
+
+def layout_walk(Py_ssize_t n, bint ordered=True, uint64_t seed=0, int repeats=5,
+                bint scan=True):
+    """Walk n 32-byte nodes of one contiguous array, linked in address order (ordered:
+    the physical floor of a list walk) or in a random order (the cache probe).  Returns
+    {"list_ns": [ns/node per repeat], "scan_ns": [ns/node of an array scan of the same
+    nodes] (empty when scan is False), "n", "ordered", "bytes"}."""
+    if n < 2 or n > (1 << 32):
+        raise ValueError(f"n must lie in [2, 2^32], got {n}")
+    if repeats < 1 or repeats > 1000:
+        raise ValueError(f"repeats must lie in [1, 1000], got {repeats}")
+    list_arr = np.full(repeats, np.nan)
+    scan_arr = np.full(repeats, np.nan)
+    cdef double[::1] lv = list_arr
+    cdef double[::1] sv = scan_arr
+    cdef double* sp = &sv[0] if scan else NULL
+    cdef int rc
+    with nogil:
+        rc = wl_layout_walk(<size_t>n, ordered, seed, repeats, &lv[0], sp)
+    if rc == AP_NOMEM:
+        raise MemoryError(f"could not allocate {n} nodes")
+    if rc != AP_OK:
+        raise ValueError("invalid layout_walk arguments")
+    return {"list_ns": list_arr.tolist(), "scan_ns": scan_arr.tolist() if scan else [],
+            "n": n, "ordered": bool(ordered), "bytes": n * NODE_BYTES}

@@ -31,45 +31,68 @@
 # **What we can and cannot check.** The paper's body and its own speed-ups were not
 # readable offline; the design here follows its abstract and the first author's earlier
 # public design, and the 1.39x of that earlier design is *not* this paper's result. We
-# test the qualitative claims, with deterministic locality metrics (fractions of list
-# steps on the same cache line or page) beside timings that are medians of interleaved
-# repeats. The GPU plays no part: the `gpu` profile is the `cpu` profile with larger
-# sizes and more repeats. Code: `effdl_lib/chapters/bitmap_allocator.py`, with the pools and
-# workloads in C (`cython_ext/alloc_pool.h`, `cython_ext/alloc_workloads.h`) behind a
-# Cython extension; every timed loop runs in C without the GIL.
+# test the qualitative claims with deterministic locality metrics (fractions of list
+# steps on the same cache line or page, and how often the walk comes back to a page it
+# had left), which get verdicts on any machine, beside timings, which get verdicts only
+# when the machine was measured quiet while they ran. The GPU plays no part: the `gpu`
+# profile is the `cpu` profile with larger sizes and more repeats.
+#
+# **A changed target.** An earlier version of this chapter claimed a 20x traversal
+# speed-up over glibc malloc. That number came from a prototype figure (2.1 ns/node at
+# 10^6 nodes) that an independent idle re-measurement could not reproduce: it is faster
+# than this kind of machine's own sequential floor. The claims below are grounded in the
+# mechanism instead: the bitmap walk against a perfectly ordered list measured in the
+# same run (the physical floor), and against malloc only beyond the cache size where a
+# size sweep shows the walk falling off a cliff.
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from effdl_lib.chapter import start
 from effdl_lib.chapters import bitmap_allocator as fbf
-from effdl_lib.config import ConfigError, notebook_parameters
-from effdl_lib.records import Record, glue
-from effdl_lib.stats import bootstrap_ratio, mean_ci, paired_diff, paired_values
+from effdl_lib.records import glue
+from effdl_lib.toolkits import bench
 
 pd.set_option("display.max_colwidth", 400)
 _names_before = set(globals())
 
 # %% tags=["parameters"]
-profile = "cpu"
+profile = "cpu"  # smoke | cpu | gpu
+threads = None  # int [1, 256]
+device = None  # str one of cpu, cuda, auto
+sizes = None  # tuple[int, ...] [256, 1.67772e+07]
+target_n = None  # int [256, 1.67772e+07]
+repeats = None  # int [2, 100]
+inner = None  # int [1, 50]
+seeds = None  # int [1, 50]
+obj_sizes = None  # tuple[int, ...] one of 16, 32, 48, 64, 128
+w4_n = None  # int [256, 4.1943e+06]
+w4_rounds = None  # int [2, 64]
+hint_n = None  # int [256, 4.1943e+06]
+cache_sizes = None  # tuple[int, ...] [256, 1.67772e+07]
+wait_quiet_s = None  # float [0, 600]
+ordered_list_max_n = None  # int [256, 1.04858e+06]
+preloads = None  # bool
+locality_n = None  # int one of 4096
 
 # %% [markdown]
 # ## Set-up
+#
+# One thread; the hardware, the transparent-hugepage mode and the real allocators found
+# for `LD_PRELOAD` go into the record.
 
-# %%
-cfg = fbf.Config.resolve(profile, notebook_parameters(globals(), _names_before))
-record = Record("02_bitmap_allocator", "Fast Bitmap Fit: an allocator that keeps lists in order",
-                f"arXiv:{fbf.ARXIV}", profile, cfg.asdict(), threads=1)
-state = fbf.system_state()
+# %% tags=["hide-input"]
+cfg, rt, record = start(fbf, profile, globals(), _names_before)
+hw = bench.hardware()
 preloads = fbf.available_preloads() if cfg.preloads else {}
-llc = fbf.last_level_cache_bytes()
-record.extra["system"] = {**state, "llc_bytes": llc, "preloads": preloads}
-print(f"profile={profile}; one thread; load average {state['loadavg'][0]:.2f}; "
-      f"transparent huge pages: {state['thp']}; last-level cache: "
-      f"{llc / 2**20 if llc else float('nan'):.0f} MiB")
-print("real allocators through LD_PRELOAD:", ", ".join(sorted(preloads)) or "none installed")
-pd.DataFrame([cfg.asdict()]).T.rename(columns={0: "value"})
+real = [a for a in fbf.REAL if a == fbf.GLIBC_SUBPROCESS or a in preloads]
+record.extra["system"] = {**hw, "preloads": preloads, "threads": bench.thread_info(),
+                          "quiet_rule": fbf.QUIET.text}
+print(f"{hw['cpu_model']}, {hw['logical_cpus']} logical CPUs; nominal last-level cache "
+      f"{(hw['llc_bytes'] or 0) / 2**20:.0f} MiB; transparent huge pages: {hw['thp']}")
+print("real allocators:", ", ".join(real))
 
 # %% [markdown]
 # ## The pools, by hand
@@ -111,195 +134,290 @@ for what, action in [("double free", lambda: pool.free(a)),
 # ## Locality after random frees (deterministic)
 #
 # Workload W1, a queue with random cancellations: build a list of N 32-byte nodes, free
-# a random half, append as many new nodes at the tail, then walk the list. The table
-# gives, for N = 4,096 and seed 0, the fraction of steps whose next node is on the same
-# 64-byte line or 4 KiB page, the fraction that move forwards in memory, and distinct
-# pages per 1,000 consecutive nodes. These numbers are a pure function of the seed for
-# the pools (CI checks them exactly); `malloc` depends on the C library's state.
+# a random half, append as many new nodes at the tail, then walk the list. For N = 4,096
+# and seed 0: the fraction of steps whose next node is on the same 64-byte line or 4 KiB
+# page, the fraction that move forwards in memory, distinct pages per 1,000 consecutive
+# nodes, the number of ascending runs the walk splits into, and page entries per page
+# (1 = each page visited in one go; k = the walk sweeps the same pages k times). These
+# are a pure function of the seed for the pools (CI checks them exactly).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 pools = ["lifo", "bitmap", "bitmap_hint", "ordered_list"]
 small = fbf.locality_over_seeds(pools, cfg.locality_n, seeds=1)
-small.set_index("allocator")[["same_line", "same_page", "forward", "pages_per_1000"]].round(4)
+small.set_index("allocator")[["same_line", "same_page", "forward", "pages_per_1000",
+                              "ascending_runs", "page_entries_per_page"]].round(4)
 
 # %% [markdown]
-# At the claim's size, over seeds, with `malloc` beside the pools:
+# At the claims' size, over seeds, with `malloc` beside the pools. `fresh` is the share
+# of the final list's nodes in slots the initial build never used:
 
 # %%
 loc = fbf.locality_over_seeds(["malloc", "lifo", "bitmap", "bitmap_hint"], cfg.target_n, cfg.seeds)
-loc_summary = loc.groupby("allocator", sort=False)[["same_line", "same_page", "forward", "pages_per_1000"]].mean()
-loc_summary.round(4)
+loc.groupby("allocator", sort=False)[["same_page", "forward", "pages_per_1000", "ascending_runs",
+                                      "page_entries_per_page", "fresh_fraction"]].mean().round(4)
 
 # %% [markdown]
-# ## Traversal speed across sizes
+# **The hint in W1.** With the hint, every appended node asks for the free slot nearest
+# above the current tail. The tail is the last node built, and with geometric chunks it
+# usually sits in the newest chunk, which the build left partly empty, so the hinted
+# pool bump-allocates into never-used memory above it (the `fresh` column:
+# {glue:text}`hint_fresh_w1:.0%` of the final list for `bitmap_hint` against
+# {glue:text}`bitmap_fresh_w1:.0%` without the hint) instead of refilling the holes.
+# That keeps the appended half perfectly sequential, at the price of a larger
+# footprint; the W1 `bitmap_hint` row measures that, not hole filling. The hint's own
+# claim is tested on W2, where the predecessor is a random node.
 #
-# The same workload at growing N, every allocator once per repeat in a rotating order
-# (so slow drifts of the machine hit all of them alike); each point is the median over
-# repeats of a run's median traversal time. `glibc`, `jemalloc`, `mimalloc` and
-# `tcmalloc` run the `malloc` workload in a fresh subprocess, the last three through
-# `LD_PRELOAD`. The ordered list is left out above N = 2^16: its O(n) free takes hours
-# at 2^20.
+# ## How we time
+#
+# Every timed comparison goes through `effdl_lib.toolkits.bench`: each repeat runs every
+# arm once, in an order rotated by the repeat index; each run walks its list several
+# times and keeps the fastest walk, and the tables give the minimum and the 20 % quantile
+# over repeats (interference only adds time). During every timed section the toolkit
+# measures what else the machine did: the busy share of the other core from
+# `/proc/stat` (our own CPU time removed), time stolen by the hypervisor, and the
+# kernel's CPU pressure; the load average is kept before and after. A timing claim is
+# decided only when its section was quiet under the rule fixed in the module; otherwise
+# its verdict is "not testable at this scale" and the note keeps the measured value and
+# the reason. On this shared machine that is the usual outcome, and it is the honest one:
+# a memcpy stressor on the other core was measured to slow the bitmap walk 4-5x while
+# malloc's rose 10-40 %, so a loaded machine understates the ratios. Before timing we wait
+# up to `wait_quiet_s` for a quiet window:
 
-# %%
-in_process = list(fbf.ALLOCATORS)
-external = ["glibc", *sorted(preloads)]
-sweep, raw_by_n = [], {}
-for n in cfg.sizes:
-    med, raw = fbf.compare_allocators(in_process + external, "W1", n, 32, cfg.repeats,
-                                      ordered_list_max_n=cfg.ordered_list_max_n, return_raw=True)
-    raw_by_n[n] = raw
-    sweep.append(med.reset_index().assign(n=n))
-sweep = pd.concat(sweep, ignore_index=True)
+# %% tags=["hide-input"]
+ok, seen, waited = (bench.wait_for_quiet(cfg.wait_quiet_s, min(2.0, cfg.wait_quiet_s), fbf.QUIET)
+                    if cfg.wait_quiet_s > 0 else (None, None, 0.0))
+record.extra["wait_for_quiet"] = {"quiet": ok, "waited_s": waited,
+                                  "last_window": seen.as_dict() if seen else None}
+print(f"waited {waited:.0f} s; " + ("quiet" if ok else "not quiet" if ok is False else "no wait")
+      + (f": {seen.describe()}" if seen else ""))
+
+# %% [markdown]
+# ## The effective cache, measured
+#
+# The nominal last-level cache from sysfs is shared with other guests on a VM and says
+# little about what one walk gets. We measure it: N 32-byte nodes linked in a random
+# order (every step a random access) for growing N, sizes interleaved over repeats. The
+# cliff is the first size whose walk costs more than 3x the level of the two smallest
+# sizes (which lie beyond L2, inside L3). The speed-up claim is gated on it.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Random-order list walk over growing working sets (minimum over interleaved repeats). The dotted lines bracket the measured cliff; the dashed line is the nominal last-level cache from sysfs.", "name": "fbf-cache-sweep"}}
+cliff_bench, cliff = fbf.cache_sweep(cfg.cache_sizes, repeats=max(2, cfg.repeats - 2))
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+ax.plot(np.array(cliff["bytes"]) / 2**20, cliff["ns_min"], marker="o", label="random-order walk")
+for b in (cliff["last_below"], cliff["first_above"]):
+    if b:
+        ax.axvline(b / 2**20, color="tab:red", ls=":", label="cliff bracket" if b == cliff["last_below"] else None)
+if hw["llc_bytes"]:
+    ax.axvline(hw["llc_bytes"] / 2**20, color="gray", ls="--", label="nominal LLC (sysfs)")
+ax.set(xscale="log", yscale="log", xlabel="working set (MiB of 32-byte nodes)",
+       ylabel="ns per node (min over repeats)", title="Where the walk leaves the cache")
+ax.legend()
+ax.grid(alpha=0.3)
+plt.show()
+print(cliff_bench.interference.describe())
+
+# %% [markdown]
+# ## Traversal speed across sizes, with the physical floor
+#
+# W1 at growing N, every allocator once per repeat in a rotating order. `glibc`,
+# `jemalloc`, `mimalloc` and `tcmalloc` run the `malloc` workload in a fresh subprocess,
+# the last three through `LD_PRELOAD`. `floor` is the same number of nodes in one array,
+# linked in address order (the best layout any allocator can produce), walked by the
+# same C loop, and scanned as an array. The ordered list is left out above
+# N = 2^16: its O(n) free takes hours at 2^20.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "W1 after churn: traversal ns/node (minimum over interleaved repeats) against live data. Solid: in-process allocators; dashed: real allocators in a subprocess; black: the ordered-list floor and the array scan.", "name": "fbf-sweep"}}
+arms = list(fbf.ALLOCATORS) + real + [fbf.FLOOR]
+w1 = {n: fbf.compare(arms, "W1", n, 32, cfg.repeats, inner=cfg.inner,
+                     ordered_list_max_n=cfg.ordered_list_max_n) for n in cfg.sizes}
+sweep = pd.concat({n: fbf.table(r) for n, r in w1.items()}, names=["n", "arm"]).reset_index()
 fig, ax = plt.subplots(figsize=(7, 4.2))
-for name, g in sweep.groupby("allocator", sort=False):
-    style = "-" if name in in_process else "--"
-    ax.plot(g["n"] * 32 / 2**20, g["traversal_ns"], style, marker="o", label=name)
-if llc:
-    ax.axvline(llc / 2**20, color="gray", ls=":", label="last-level cache")
+for name, g in sweep.groupby("arm", sort=False):
+    style = "k-" if name.startswith("floor") else "-" if name in fbf.ALLOCATORS else "--"
+    ax.plot(g["n"] * 32 / 2**20, g["walk ns/node (min)"], style, marker="o", label=name,
+            alpha=0.5 if name == "floor: array scan" else 1)
+if cliff["first_above"]:
+    ax.axvspan((cliff["last_below"] or cliff["first_above"]) / 2**20, cliff["first_above"] / 2**20,
+               color="tab:red", alpha=0.1, label="measured cache cliff")
 ax.set(xscale="log", yscale="log", xlabel="live data (MiB of 32-byte nodes)",
-       ylabel="traversal ns/node (median)", title="W1 after churn: traversal time per node")
+       ylabel="traversal ns/node (min over repeats)", title="W1 after churn: traversal time per node")
 ax.legend(fontsize=8, ncol=2)
 ax.grid(alpha=0.3)
 plt.show()
-sweep.pivot(index="allocator", columns="n", values="traversal_ns").round(2)
+
+# %% [markdown]
+# At the target size, each walk as a ratio to the floor (minimum over repeats), and the
+# interference measured while this section ran:
+
+# %%
+at_target = fbf.table(w1[cfg.target_n])
+floor_ns = at_target.loc["floor: ordered list", "walk ns/node (min)"]
+at_target.assign(**{"ratio to floor": at_target["walk ns/node (min)"] / floor_ns}).round(3)
+
+# %% tags=["hide-input"]
+print(w1[cfg.target_n].interference.describe())
 
 # %% [markdown]
 # ## The price: allocation and free
 #
-# Allocation plus free, in ns per pair, timed in tight C loops during the churn; the
-# smallest size fits in cache, the target size does not. Footprint is bytes committed
-# (the pools commit whole geometric chunks, so up to 2x the live data) and pages the
-# list actually touches.
+# Allocation plus free, in ns per pair, timed in tight C loops during the churn (minimum
+# over repeats); the smallest size fits in cache, the target size does not. Footprint is
+# bytes committed (the pools commit whole geometric chunks, so up to 2x the live data).
 
 # %%
-cost = sweep[sweep["n"].isin([min(cfg.sizes), cfg.target_n])]
-cost.pivot(index="allocator", columns="n", values="alloc_free_ns").round(1).join(
-    cost[cost.n == cfg.target_n].set_index("allocator")[["footprint_bytes", "pages_touched"]])
+cost = sweep[sweep["n"].isin([min(cfg.sizes), cfg.target_n]) & ~sweep["arm"].str.startswith("floor")]
+cost.pivot(index="arm", columns="n", values="alloc+free ns (min)").round(1).join(
+    cost[cost.n == cfg.target_n].set_index("arm")[["footprint_bytes"]])
 
 # %% [markdown]
 # ## Density is not locality: a 48-byte stride
 #
 # glibc turns a 32-byte request into a 48-byte chunk, so part of a pool's advantage
-# could be density alone. With 48-byte slots for every allocator:
+# could be density alone. With the same stride for every allocator:
 
 # %%
-at_target = sweep[sweep.n == cfg.target_n].set_index("allocator").reindex(in_process)
-stride = {size: at_target if size == 32 else
-          fbf.compare_allocators(in_process, "W1", cfg.target_n, size, cfg.repeats,
-                                 ordered_list_max_n=cfg.ordered_list_max_n)
+stride = {size: fbf.table(w1[cfg.target_n]) if size == 32 else
+          fbf.table(fbf.compare(list(fbf.ALLOCATORS), "W1", cfg.target_n, size, max(2, cfg.repeats - 2),
+                                inner=cfg.inner, ordered_list_max_n=cfg.ordered_list_max_n))
           for size in cfg.obj_sizes}
-pd.DataFrame({f"{size} B: ns/node": t["traversal_ns"] for size, t in stride.items()}).join(
-    pd.DataFrame({f"{size} B: same page": t["same_page"] for size, t in stride.items()})).dropna().round(3)
+pools_only = [a for a in fbf.ALLOCATORS if a in stride[32].index]
+pd.DataFrame({f"{size} B: ns/node (min)": t["walk ns/node (min)"] for size, t in stride.items()}).join(
+    pd.DataFrame({f"{size} B: same page": t["same_page"] for size, t in stride.items()})).loc[
+    [a for a in pools_only if all(a in t.index for t in stride.values())]].round(3)
 
 # %% [markdown]
 # ## Drift over time (W4)
 #
 # Steady-state churn: every round frees a random half of the list and appends as many
-# nodes; the list is walked after each round.
+# nodes; the list is walked after each round. Beside the same-page fraction, the walk's
+# page entries per page: lowest-first refills the holes in ascending order, but each
+# round's new nodes form a fresh ascending pass over the *same* pages, so the list
+# becomes a merge of several sparse passes that the same-page fraction cannot see.
 
-# %%
-dr = fbf.drift(["malloc", "lifo", "bitmap"], cfg.w4_n, cfg.w4_rounds, cfg.seeds)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "W4 steady churn, mean over seeds: traversal ns/node (minimum of repeats), same-page fraction, and page entries per distinct page (1 = a single pass over memory).", "name": "fbf-drift"}}
+dr = fbf.drift(["malloc", "lifo", "bitmap"], cfg.w4_n, cfg.w4_rounds, cfg.seeds, repeats=cfg.inner)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
 for name, g in dr.groupby("allocator", sort=False):
-    m = g.groupby("round")[["traversal_ns", "same_page"]].mean()
-    axes[0].plot(m.index, m["traversal_ns"], marker="o", label=name)
-    axes[1].plot(m.index, m["same_page"], marker="o", label=name)
-axes[0].set(xlabel="churn round", ylabel="traversal ns/node", yscale="log", title=f"W4, N = {cfg.w4_n:,}")
-axes[1].set(xlabel="churn round", ylabel="same-page fraction", ylim=(0, 1.02), title="locality")
+    m = g.groupby("round")[["traversal_ns", "same_page", "page_entries_per_page"]].mean()
+    for ax, col in zip(axes, m.columns):
+        ax.plot(m.index, m[col], marker="o", label=name)
+axes[0].set(xlabel="churn round", ylabel="traversal ns/node (min)", yscale="log", title=f"W4, N = {cfg.w4_n:,}")
+axes[1].set(xlabel="churn round", ylabel="same-page fraction", ylim=(0, 1.02), title="next node on the same page")
+axes[2].set(xlabel="churn round", ylabel="page entries per page", yscale="log", title="passes over the same pages")
 for ax in axes:
     ax.grid(alpha=0.3)
     ax.legend()
 plt.show()
+print(dr.attrs["interference"].describe())
 
 # %% [markdown]
-# ## Hints (W2, W3)
+# ## Hints (W2, W3) and the real allocators on every workload
 #
 # W2 inserts after, and deletes, random nodes of a list, passing the predecessor as the
-# hint; W3 churns a binary search tree with the parent as the hint and walks it in
-# order. Both layouts stay random for every allocator: a hint can only help where a free
-# slot lies near the hinted address. At the `cpu` size (N = 2^16, 2 MiB) the structure
-# fits in the last-level cache, so fewer pages per 1,000 nodes need not show as time.
+# hint; W3 churns a treap with the parent as the hint and walks it in order. Both
+# layouts stay random for every allocator: a hint can only help where a free slot lies
+# near the hinted address. The real allocators run every workload too, W4 included, so
+# that each workload has a "best real allocator" to beat.
 
 # %%
-hint_runs = {w: fbf.compare_allocators(["malloc", "lifo", "bitmap", "bitmap_hint"], w, cfg.hint_n,
-                                       32, cfg.repeats, return_raw=True) for w in ("W2", "W3")}
-pd.concat({w: med[["traversal_ns", "same_page", "forward", "pages_per_1000"]]
-           for w, (med, _) in hint_runs.items()}, axis=1).round(3)
+hint = {w: fbf.compare(["malloc", "lifo", "bitmap", "bitmap_hint", *real], w, cfg.hint_n, 32,
+                       cfg.repeats, inner=cfg.inner) for w in ("W2", "W3")}
+w4 = fbf.compare(["malloc", "lifo", "bitmap", *real], "W4", cfg.w4_n, 32, cfg.repeats,
+                 inner=cfg.inner, rounds=cfg.w4_rounds)
+pd.concat({w: fbf.table(r)[["walk ns/node (min)", "same_page", "page_entries_per_page"]]
+           for w, r in {**hint, "W4": w4}.items()}, axis=1).round(3)
+
+# %% [markdown]
+# **jemalloc's design.** jemalloc serves a 32-byte request from a *slab* (a page or a
+# few pages of same-size regions) and, inside a slab, takes the lowest free region from
+# the slab's bitmap; among non-full slabs it prefers the oldest, then the lowest
+# address. That is the paper's placement rule, applied per slab. What differs: a
+# per-thread cache (tcache) of up to a few hundred recently freed regions per size class
+# sits in front and hands them back LIFO, so after a burst of frees the first
+# allocations come back in reverse free order while the rest comes from the slab
+# bitmaps in address order; "lowest" is per slab, not one global order; and the bitmap
+# lives in slab metadata rather than a separate tree. The paper's pool has no cache in
+# front, one global address order found in O(log n), and a hint. mimalloc shards free
+# lists per 64 KiB page (close in time, close in memory) and tcmalloc keeps LIFO
+# per-size free lists; the tables above show where their walks land.
 
 # %% [markdown]
 # ## Claims
 #
-# Rules fixed in `effdl_lib/chapters/bitmap_allocator.py` before the run. Ratios are bootstrapped
-# over interleaved repeats (paired by repeat); locality over seeds.
+# Rules fixed in `effdl_lib/chapters/bitmap_allocator.py` before the run; locality over
+# seeds; ratios by paired bootstrap over interleaved repeats, each repeat's value the
+# fastest of its walks. Timing claims carry the interference of their own section.
 
 # %%
-C = fbf.CLAIMS
-
-
-def per_repeat(raw, a, b, column):
-    return paired_values(raw, "allocator", a, b, column, by="repeat")
-
-
-target_raw = raw_by_n[cfg.target_n]
-loc_a, loc_b = paired_values(loc, "allocator", "bitmap", "malloc", "forward")
-record.check(C["ascending-layout"], mean_ci(loc[loc.allocator == "bitmap"]["same_page"]))
-record.check(C["forward-vs-malloc"], paired_diff(loc_a, loc_b))
-speedup = bootstrap_ratio(*per_repeat(target_raw, "malloc", "bitmap", "traversal_ns"))
-beyond_llc = llc is None or cfg.target_n * 32 >= llc
-speedup_check = record.check(C["traversal-speedup"], speedup if beyond_llc else None,
-                             note=f"N = {cfg.target_n:,} ({cfg.target_n * 32 / 2**20:.1f} MiB of live "
-                                  f"nodes; last-level cache {llc / 2**20 if llc else float('nan'):.0f} MiB)")
-for cid, n in (("alloc-cost-vs-lifo", cfg.target_n), ("alloc-cost-in-cache", min(cfg.sizes))):
-    record.check(C[cid], bootstrap_ratio(*per_repeat(raw_by_n[n], "bitmap", "lifo", "alloc_free_ns")),
-                 note=f"N = {n:,}")
-lost = -fbf.drift_change(dr, "same_page")
-slowdown = fbf.drift_change(dr, "traversal_ns", ratio=True)
-w4_note = f"rounds {dr['round'].min()}..{dr['round'].max()}, N = {cfg.w4_n:,}"
-record.check(C["drift-layout"], paired_diff(lost["malloc"].sort_index(), lost["bitmap"].sort_index()),
-             note=w4_note)
-record.check(C["drift-time"], paired_diff(slowdown["malloc"].sort_index(), slowdown["bitmap"].sort_index()),
-             note=w4_note)
-w2_med, w2_raw = hint_runs["W2"]
-hint_ratio = bootstrap_ratio(*per_repeat(w2_raw, "bitmap", "bitmap_hint", "traversal_ns"))
-record.check(C["hint-with-slack"], hint_ratio, note=f"N = {cfg.hint_n:,}")
-record.check(C["paper-speedups"], None)
-
-glue("speedup", speedup.mean)
-glue("speedup_lo", speedup.ci_low)
-glue("speedup_hi", speedup.ci_high)
-glue("same_page_bitmap", float(loc_summary.loc["bitmap", "same_page"]))
-glue("same_page_malloc", float(loc_summary.loc["malloc", "same_page"]))
-glue("target_mib", cfg.target_n * 32 / 2**20)
-glue("speedup_verdict", speedup_check.verdict)
-at_n = sweep[sweep.n == cfg.target_n].set_index("allocator")["traversal_ns"]
-glue("external_walks", "; ".join(f"{a} {at_n[a]:.1f}" for a in external if a in at_n)
-     + f" ns/node, against {at_n['bitmap']:.1f} for the bitmap pool")
-w4 = dr.groupby(["allocator", "round"])[["traversal_ns", "same_page"]].mean()
-first, last = dr["round"].min(), dr["round"].max()
-glue("w4_text", "; ".join(
-    f"{a}: same-page fraction {w4.loc[(a, first), 'same_page']:.1%} -> {w4.loc[(a, last), 'same_page']:.1%}, "
-    f"walk {w4.loc[(a, first), 'traversal_ns']:.1f} -> {w4.loc[(a, last), 'traversal_ns']:.1f} ns/node"
-    for a in ("malloc", "bitmap")))
-glue("w2_text", f"pages per 1,000 nodes {w2_med.loc['bitmap', 'pages_per_1000']:.0f} without the hint "
-     f"and {w2_med.loc['bitmap_hint', 'pages_per_1000']:.0f} with it; traversal time ratio "
-     f"(without / with) {hint_ratio.mean:.2f} [{hint_ratio.ci_low:.2f}, {hint_ratio.ci_high:.2f}]")
+results = {"cfg": cfg, "loc": loc, "w1": w1, "cliff": cliff, "cliff_bench": cliff_bench,
+           "drift": dr, "hint": hint, "w4": w4}
+record.check_all(fbf.measure(results))
+record.extra["interference"] = {
+    "cache sweep": cliff_bench.interference.as_dict(),
+    **{f"W1 N={n}": r.interference.as_dict() for n, r in w1.items()},
+    "W4 drift": dr.attrs["interference"].as_dict(),
+    **{f"{w} N={cfg.hint_n}": r.interference.as_dict() for w, r in hint.items()},
+    "W4 comparison": w4.interference.as_dict()}
+record.extra["cache_cliff"] = cliff
 record.table()
 
+# %% tags=["hide-input"]
+h = fbf.headline(results)
+for key in ("target_mib", "malloc_over_bitmap_min", "bitmap_over_floor_min", "malloc_over_floor_min",
+            "floor_ns", "scan_ns", "bitmap_ns", "malloc_ns", "same_page_bitmap", "same_page_malloc",
+            "hint_fresh_w1", "bitmap_fresh_w1", "cliff_lo_mib", "cliff_hi_mib", "cliff_in_cache_ns",
+            "quiet_sections", "sections", "interference_target", "loadavg_before", "loadavg_after",
+            "w4_first", "w4_last", *[k for k in h if k.startswith("w4_") and k[3:4] in "mb"]):
+    glue(key, h[key])
+idle = fbf.REVIEW_IDLE
+glue("idle_ratio", f"{idle['malloc_over_bitmap_w1_2e20'][0]:.0f}-{idle['malloc_over_bitmap_w1_2e20'][1]:.0f}x")
+glue("idle_floor", f"{idle['floor_ns'][0]}-{idle['floor_ns'][1]} ns/node")
+glue("idle_cliff", f"{idle['cliff_mib'][0]}-{idle['cliff_mib'][1]} MiB")
+glue("best_real_text", "; ".join(
+    f"{w}: {b} {h['walks'][w][b]:.1f} against the bitmap pool's {h['walks'][w]['bitmap']:.1f} ns/node"
+    for w, b in h["best_real"].items() if b))
+
 # %% [markdown]
-# **Reading the record.** At {glue:text}`target_mib:.0f` MiB of live 32-byte nodes, the
+# **Reading the record.** At {glue:text}`target_mib:.0f` MiB of live 32-byte nodes the
 # next node of the list is on the same page {glue:text}`same_page_bitmap:.1%` of the time
-# with the bitmap pool, against {glue:text}`same_page_malloc:.1%` with glibc malloc, and
-# the traversal is {glue:text}`speedup:.1f`x faster (95 % CI
-# {glue:text}`speedup_lo:.1f`-{glue:text}`speedup_hi:.1f`); against the 20x target the
-# verdict is *{glue:text}`speedup_verdict`*. The ratio is bounded by the bitmap pool's
-# own walk, which is not free once the list leaves the cache (see the sweep above). The
-# real allocators through `LD_PRELOAD` at the same size: {glue:text}`external_walks`.
+# with the bitmap pool against {glue:text}`same_page_malloc:.1%` with glibc malloc. In
+# this run the bitmap walk took {glue:text}`bitmap_ns:.2f` ns/node, the ordered-list
+# floor {glue:text}`floor_ns:.2f` and the array scan {glue:text}`scan_ns:.2f`: the bitmap
+# list walks at {glue:text}`bitmap_over_floor_min:.2f`x the floor, as two ascending
+# passes over the same memory predict, while malloc's walks at
+# {glue:text}`malloc_over_floor_min:.0f`x the floor, {glue:text}`malloc_over_bitmap_min:.1f`x
+# the bitmap pool (ratio of minima). An independent idle re-measurement of the same code
+# found {glue:text}`idle_ratio` for malloc over bitmap at this size and a floor of
+# {glue:text}`idle_floor`; the walk's measured cache cliff here lies between
+# {glue:text}`cliff_lo_mib:.1f` and {glue:text}`cliff_hi_mib:.1f` MiB (idle:
+# {glue:text}`idle_cliff`), well below the nominal last-level cache.
 #
-# Under steady churn (W4): {glue:text}`w4_text`. The same-page metric sees the layout
-# but not everything the cache sees: after a second round the list visits its address
-# range in several interleaved ascending passes. With a hint in W2:
-# {glue:text}`w2_text`.
+# **Was the machine quiet?** {glue:text}`quiet_sections` of {glue:text}`sections` timed
+# sections were quiet. At the target size: {glue:text}`interference_target`. Timing
+# claims from a loaded section are reported as not testable with the measured value in
+# their note; the locality claims are deterministic and decided regardless.
+#
+# **Drift.** From round {glue:text}`w4_first` to round {glue:text}`w4_last` of W4, the
+# bitmap list keeps its same-page fraction ({glue:text}`w4_bitmap_page_first:.1%` to
+# {glue:text}`w4_bitmap_page_last:.1%`; malloc {glue:text}`w4_malloc_page_first:.1%` to
+# {glue:text}`w4_malloc_page_last:.1%`), but its walk enters each page
+# {glue:text}`w4_bitmap_entries_first:.1f` times after the first round and
+# {glue:text}`w4_bitmap_entries_last:.1f` times after the last, and its walk goes from
+# {glue:text}`w4_bitmap_ns_first:.1f` to {glue:text}`w4_bitmap_ns_last:.1f` ns/node
+# (malloc: {glue:text}`w4_malloc_ns_first:.1f` to {glue:text}`w4_malloc_ns_last:.1f`).
+# So lowest-first preserves *order within each pass* but not a single pass: under
+# repeated random frees and appends the list becomes a merge of ascending runs over the
+# same pages, each sparser than the last. The paper's claim that the allocator keeps
+# locality "across randomly ordered allocations and deallocations" holds for one round
+# of churn and for the same-page measure; for steady churn it holds only partly, as the
+# `drift-single-pass` verdict records.
+#
+# **The real alternative.** Best real allocator per workload, by its fastest walk:
+# {glue:text}`best_real_text`. jemalloc's slabs already place by lowest free region, so
+# on W1 it comes close to the bitmap pool; where its thread cache hands regions back
+# LIFO, and across slab boundaries, its order differs from the paper's single global
+# address order.
 #
 # **Limits.** One machine, shared and virtualised; no hardware counters, so cache
 # behaviour is inferred from the deterministic layout metrics and timings. Empty chunks

@@ -31,7 +31,7 @@ def test_extension_imports():
         assert issubclass(cls, _allocator._Pool)
     assert issubclass(PoolExhausted, MemoryError)
     assert issubclass(DoubleFreeError, ValueError)
-    assert (REPO / "cython_ext" / "allocator.pxd").exists()
+    assert not (REPO / "cython_ext" / "alloc_pyobj.h").exists()  # layout comes from the .pxd
 
 
 # ---- model-based property test -------------------------------------------------------
@@ -252,11 +252,37 @@ def test_pool_specific_misuse(cls):
     assert pool.n_used == 1 and other.n_used == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(obj_size=12), dict(obj_size=0),
-                                    dict(initial_slots=3), dict(capacity=0)])
+@pytest.mark.parametrize("kwargs", [dict(obj_size=12), dict(obj_size=0), dict(obj_size=1 << 20),
+                                    dict(initial_slots=3), dict(initial_slots=0),
+                                    dict(initial_slots=1 << 31), dict(capacity=0)])
 def test_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         BitmapPool(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(initial_slots=3), "initial_slots must be a power of two"),
+    (dict(initial_slots=0), "initial_slots must be a power of two"),
+    (dict(initial_slots=1 << 40), "initial_slots must be a power of two"),
+    (dict(initial_slots=2.0), "initial_slots must be a power of two"),
+    (dict(obj_size=1 << 20), "obj_size must be a multiple of 8"),
+    (dict(obj_size=40 + 4), "obj_size must be a multiple of 8"),
+])
+def test_run_workload_bad_sizes_are_value_errors(kwargs, message):
+    """A bad initial_slots or obj_size is a ValueError, never a MemoryError."""
+    with pytest.raises(ValueError, match=message):
+        B.run_workload("bitmap", "W1", n=64, **kwargs)
+
+
+def test_slot_is_free_checks_bounds():
+    pool = BitmapPool(obj_size=32, initial_slots=4)
+    a = pool.alloc()
+    assert pool.slot_is_free(0) is False and pool.slot_is_free(3) is True
+    pool.free(a)
+    assert pool.slot_is_free(0) is True
+    for bad in (4, -1, 1 << 40):  # beyond the committed chunk, negative, far away
+        with pytest.raises(IndexError, match="not a committed slot"):
+            pool.slot_is_free(bad)
 
 
 def test_metadata_is_apart_from_objects():
@@ -350,13 +376,59 @@ def test_workload_argument_checks():
         B.run_workload("bitmap", "W1", obj_size=24)
 
 
-def test_compare_allocators_small():
-    med = B.compare_allocators(["lifo", "bitmap", "ordered_list"], "W1", n=1 << 10,
-                               repeats=2, ordered_list_max_n=1 << 9)
-    assert list(med.index) == ["lifo", "bitmap"]
-    assert med.attrs["skipped"] == ["ordered_list"]
-    assert med.loc["bitmap", "forward"] > med.loc["lifo", "forward"]
-    assert "thp" in med.attrs["state_before"]
+def test_compare_interleaves_with_floor_and_skips():
+    res = B.compare(["lifo", "bitmap", "ordered_list", B.FLOOR], "W1", n=1 << 10,
+                    repeats=2, inner=1, ordered_list_max_n=1 << 9)
+    assert res.arms == ["lifo", "bitmap", B.FLOOR]
+    assert res.waited["skipped"] == ["ordered_list"]
+    assert [r["arm"] for r in res.rows] == ["lifo", "bitmap", B.FLOOR, "bitmap", B.FLOOR, "lifo"]
+    t = B.table(res)
+    assert {"floor: ordered list", "floor: array scan", "bitmap", "lifo"} == set(t.index)
+    assert t.loc["bitmap", "same_page"] > t.loc["lifo", "same_page"]
+    assert t.loc["bitmap", "page_entries_per_page"] == 2.0   # two ascending passes
+    assert 0 <= res.interference.other_busy <= 1
+    with pytest.raises(ValueError, match="unknown arms"):
+        B.compare(["slab"], n=64, repeats=2)
+
+
+def test_floor_walk_and_layout_walk_arguments():
+    from effdl_lib._allocator import layout_walk
+    f = B.floor_walk(1 << 10, repeats=2)
+    assert f["n"] == 1024 and f["bytes"] == 32 * 1024 and len(f["list_ns"]) == 2
+    assert len(f["scan_ns"]) == 2 and f["list_ns_min"] > 0
+    r = layout_walk(100, False, 3, 1, False)
+    assert r["scan_ns"] == [] and not r["ordered"]
+    for kw in (dict(n=1), dict(n=10, repeats=0), dict(n=10, repeats=5000)):
+        with pytest.raises(ValueError):
+            layout_walk(**kw)
+
+
+def test_cache_sweep_structure():
+    res, cliff = B.cache_sweep([1 << 8, 1 << 9, 1 << 10], repeats=2)
+    assert res.arms == ["256", "512", "1024"] and cliff["bytes"] == [8192, 16384, 32768]
+    assert len(cliff["ns_min"]) == 3 and cliff["base"] > 0
+    with pytest.raises(ValueError):
+        B.cache_sweep([256, 512])
+
+
+def test_hint_in_w1_bump_allocates_fresh_memory():
+    """At 2^10 with 64-slot initial chunks the tail sits in a half-empty chunk: the hint
+    sends the appended half above slot n, lowest-first refills the holes."""
+    hint, plain = w1("bitmap_hint"), w1("bitmap")
+    assert plain["fresh_fraction"] == 0.0
+    assert hint["fresh_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert hint["page_entries_per_page"] == 1.0 and plain["page_entries_per_page"] == 2.0
+    assert np.isnan(w1("malloc")["fresh_fraction"])
+
+
+def test_w4_passes_grow_with_rounds_for_bitmap():
+    """Every W4 round adds an ascending pass over the same pages: page entries per page
+    grow (roughly one per round) while the same-page fraction stays high."""
+    r = B.run_workload("bitmap", "W4", n=1 << 12, seed=2, repeats=1, rounds=4,
+                       round_locality=True)
+    entries = [lr["page_entries_per_page"] for lr in r["locality_rounds"]]
+    assert entries[0] == 2.0 and all(b > a for a, b in zip(entries, entries[1:]))
+    assert all(lr["same_page"] > 0.9 for lr in r["locality_rounds"])
 
 
 def test_subprocess_glibc_and_preloads():
@@ -376,7 +448,7 @@ def test_pxd_usable_from_cython(tmp_path):
     """Another Cython module reaches a BitmapPool's C pool through allocator.pxd."""
     (tmp_path / "consumer.pyx").write_text(textwrap.dedent("""
         # cython: language_level=3
-        from allocator cimport ap_alloc, ap_free, BitmapPool
+        from effdl_lib._allocator cimport ap_alloc, ap_free, BitmapPool
         def churn(BitmapPool pool, int n):
             cdef void* p
             cdef int i, rc = 0
@@ -392,7 +464,7 @@ def test_pxd_usable_from_cython(tmp_path):
         from setuptools import Extension, setup
         setup(ext_modules=cythonize(
             [Extension("consumer", ["consumer.pyx"], include_dirs=[{str(ext)!r}])],
-            include_path=[{str(ext)!r}], quiet=True))
+            include_path=[{str(ext)!r}, {str(REPO)!r}], quiet=True))
     """))
     subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"],
                    cwd=tmp_path, check=True, capture_output=True)
@@ -403,6 +475,8 @@ def test_pxd_usable_from_cython(tmp_path):
         first = pool.alloc()
         assert consumer.churn(pool, 100) == (0, 32)
         assert pool.n_used == 2 and first == pool.base
+        with pytest.raises(TypeError):          # the generated layout type-checks
+            consumer.churn(B.LifoPool(32), 1)
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("consumer", None)
@@ -412,10 +486,13 @@ def test_pxd_usable_from_cython(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"target_n": 12345}, "must be one of sizes"),
-    ({"sizes": [16]}, "sizes must lie in"),
+    ({"sizes": [16]}, "'sizes' must be"),
     ({"obj_sizes": [48]}, "obj_sizes must include 32"),
-    ({"repeats": 0}, "repeats must be >= 1"),
-    ({"locality_n": 1 << 10}, "locality_n is fixed"),
+    ({"obj_sizes": [24, 32]}, "'obj_sizes' must be one of"),
+    ({"repeats": 1}, "'repeats' must be"),
+    ({"cache_sizes": [4096, 4096, 8192]}, "at least 3 sizes"),
+    ({"wait_quiet_s": -1.0}, "'wait_quiet_s' must be"),
+    ({"locality_n": 1 << 10}, "'locality_n' must be one of"),
     ({"preload": False}, "unknown parameter 'preload'"),
 ])
 def test_chapter_config_rejects_bad_values(overrides, message):
@@ -425,10 +502,115 @@ def test_chapter_config_rejects_bad_values(overrides, message):
 
 
 def test_chapter_profiles_and_claims():
+    from effdl_lib.chapter import check_chapter
+    assert check_chapter(B) == []
     smoke, cpu = B.Config.resolve("smoke"), B.Config.resolve("cpu")
     assert max(smoke.sizes) <= 1 << 14 and max(cpu.sizes) <= 1 << 21
-    assert cpu.target_n >= 1 << 20
+    assert cpu.target_n >= 1 << 20 and max(cpu.cache_sizes) * 32 >= 32 << 20
     assert B.CLAIMS["paper-speedups"].rule.decide(None) == "not testable at this scale"
+    assert set(B.TIMING_CLAIMS) <= set(B.CLAIMS)
+    assert {f"beats-best-real-{w}" for w in B.WORKLOADS} <= set(B.CLAIMS)
+
+
+# ---- measure(): verdict inputs from hand-made results ----------------------------------
+
+from effdl_lib.claims import NOT_TESTABLE, REPRODUCED, match_measurements  # noqa: E402
+from effdl_lib.stats import bootstrap_ratio  # noqa: E402
+from effdl_lib.toolkits import bench  # noqa: E402
+
+QUIET_I = bench.Interference(10.0, 0.02, 0.0, 0.01, 10.0, 2, (0.1, 0.1, 0.1), (0.1, 0.1, 0.1))
+LOADED_I = bench.Interference(10.0, 0.95, 0.0, 0.60, 10.0, 2, (1.9, 1.5, 1.0), (2.0, 1.6, 1.0))
+
+
+def fake_bench(values, interference=QUIET_I, n=None):
+    """A BenchResult holding ``values[arm][metric]`` per repeat."""
+    arms = list(values)
+    reps = len(next(iter(next(iter(values.values())).values())))
+    rows = [{"arm": a, "repeat": r, "position": 0, "quiet": interference.quiet(B.QUIET),
+             **{m: v[r] for m, v in values[a].items()}} for r in range(reps) for a in arms]
+    return bench.BenchResult(arms, reps, rows, interference, [interference] * reps, {},
+                             B.QUIET, {"n": n})
+
+
+def fake_results(interference=QUIET_I, first_above=8 << 20):
+    import pandas as pd
+    cfg = B.Config.resolve("smoke", {"sizes": [1 << 12, 1 << 20], "target_n": 1 << 20})
+    loc = pd.DataFrame({"allocator": ["bitmap"] * 3 + ["malloc"] * 3, "seed": [0, 1, 2] * 2,
+                        "same_page": [0.98, 0.97, 0.99, 0.5, 0.5, 0.5],
+                        "forward": [1.0, 1.0, 1.0, 0.75, 0.70, 0.80]})
+    t = lambda *v: {"traversal_ns": list(v), "alloc_free_ns": [10.0] * len(v),
+                    "scan_ns": [1.0] * len(v)}
+    w1_big = fake_bench({"malloc": t(100.0, 120.0, 110.0), "lifo": t(90.0, 95.0, 92.0),
+                         "bitmap": t(5.0, 6.0, 5.5), B.FLOOR: t(2.5, 2.6, 2.4),
+                         "glibc": t(101.0, 99.0, 100.0), "jemalloc": t(6.0, 7.0, 6.5)},
+                        interference, n=1 << 20)
+    w1_small = fake_bench({"bitmap": t(1.0, 1.0), "lifo": t(1.0, 1.0)}, interference, n=1 << 12)
+    rounds = pd.DataFrame({"allocator": ["malloc"] * 4 + ["bitmap"] * 4,
+                           "seed": [0, 0, 1, 1] * 2, "round": [1, 2] * 4,
+                           "same_page": [0.5, 0.2, 0.5, 0.3, 0.98, 0.97, 0.98, 0.96],
+                           "page_entries_per_page": [20, 40, 20, 40, 2.0, 3.0, 2.0, 3.2],
+                           "traversal_ns": [10, 40, 10, 30, 2, 4, 2, 5]})
+    rounds.attrs["interference"] = interference
+    other = fake_bench({"bitmap": t(3.0, 3.0), "bitmap_hint": t(2.0, 2.0),
+                        "tcmalloc": t(4.0, 4.0), "glibc": t(5.0, 6.0)}, interference, n=4096)
+    cliff = {"base": 14.0, "last_below": 4 << 20, "first_above": first_above}
+    return {"cfg": cfg, "loc": loc, "w1": {1 << 12: w1_small, 1 << 20: w1_big},
+            "cliff": cliff, "drift": rounds, "hint": {"W2": other, "W3": other}, "w4": other}
+
+
+def test_measure_on_a_quiet_machine_by_hand():
+    m = B.measure(fake_results())
+    assert [c.id for c, _ in match_measurements(B.CLAIMS, m)] == list(B.CLAIMS)
+    assert m["ascending-layout"].estimate.mean == pytest.approx(0.98)
+    assert m["forward-vs-malloc"].estimate.mean == pytest.approx(0.25)
+    floor = m["walk-near-floor"].estimate
+    assert floor.mean == pytest.approx(16.5 / 7.5)
+    want = bootstrap_ratio([5.0, 6.0, 5.5], [2.5, 2.6, 2.4], paired=True)
+    assert (floor.ci_low, floor.ci_high) == pytest.approx((want.ci_low, want.ci_high))
+    assert m["traversal-speedup"].estimate.mean == pytest.approx(330 / 16.5)
+    assert "between 4.0 MiB and 8.0 MiB" in m["traversal-speedup"].note
+    assert m["beats-best-real-W1"].estimate.mean == pytest.approx(19.5 / 16.5)
+    assert m["beats-best-real-W1"].note.startswith("best real: jemalloc")
+    assert m["beats-best-real-W2"].estimate.mean == pytest.approx(4.0 / 3.0)  # tcmalloc
+    assert m["hint-with-slack"].estimate.mean == pytest.approx(1.5)
+    assert m["drift-single-pass"].estimate.mean == pytest.approx(3.1)
+    assert B.CLAIMS["drift-single-pass"].rule.decide(m["drift-single-pass"].estimate) != REPRODUCED
+    assert m["drift-layout"].estimate.mean == pytest.approx(((0.3 - 0.01) + (0.2 - 0.02)) / 2)
+    assert m["drift-time"].estimate.mean == pytest.approx(((4 - 2) + (3 - 2.5)) / 2)
+    assert m["paper-speedups"].estimate is None
+
+
+def test_measure_withholds_every_timing_verdict_when_loaded():
+    m = B.measure(fake_results(LOADED_I))
+    for cid in B.TIMING_CLAIMS:
+        assert m[cid].estimate is None, cid
+        assert B.CLAIMS[cid].rule.decide(m[cid].estimate) == NOT_TESTABLE
+        assert "withheld: machine loaded" in m[cid].note and "measured" in m[cid].note
+    for cid in ("ascending-layout", "forward-vs-malloc", "drift-layout", "drift-single-pass"):
+        assert m[cid].estimate is not None, cid   # deterministic: decided regardless
+
+
+def test_speedup_gated_on_the_measured_cliff():
+    inside = B.measure(fake_results(first_above=64 << 20))["traversal-speedup"]
+    assert inside.estimate is None and "inside the effective cache" in inside.note
+    none = B.measure(fake_results(first_above=None))["traversal-speedup"]
+    assert none.estimate is None and "no cache cliff" in none.note
+    ok, why = B.beyond_cache(32 << 20, {"last_below": 8 << 20, "first_above": 16 << 20})
+    assert ok and "8.0 MiB and 16.0 MiB" in why
+
+
+def test_headline_figures_by_hand():
+    import pandas as pd
+    r = fake_results()
+    r["loc"] = r["loc"].assign(**{k: 1.0 for k in B.LOCALITY_KEYS if k not in ("same_page", "forward")},
+                               fresh_fraction=0.0)
+    r["cliff_bench"] = fake_bench({"x": {"ns": [1.0]}})
+    h = B.headline(r)
+    assert h["bitmap_over_floor_min"] == pytest.approx(5.0 / 2.4)
+    assert h["malloc_over_bitmap_min"] == pytest.approx(100.0 / 5.0)
+    assert h["cliff_hi_mib"] == 8.0 and h["best_real"]["W1"] == "jemalloc"
+    assert h["w4_bitmap_entries_last"] == pytest.approx(3.1)
+    assert h["quiet_sections"] == h["sections"]
 
 
 def test_locality_over_seeds_and_drift_are_deterministic_for_pools():

@@ -1,9 +1,12 @@
 # cython: language_level=3
-"""C-level interface of effdl_lib._allocator (Fast Bitmap Fit and baseline pools).
+"""Cython interface of effdl_lib._allocator (Fast Bitmap Fit and baseline pools).
 
-Use from Cython with ``include_path=[".../cython_ext"]`` and ``include_dirs`` the same:
+Like numpy.random's ``_bit_generator.pxd``, this file sits beside the extension module
+it describes, so Cython generates the pool objects' layout for every module that
+cimports it (no hand-copied struct).  Compile with ``include_dirs`` containing
+``cython_ext`` (for the C headers) and the repository root on the include path:
 
-    from allocator cimport ap_pool, ap_alloc, ap_free, BitmapPool
+    from effdl_lib._allocator cimport ap_alloc, ap_free, BitmapPool
     cdef BitmapPool pool = BitmapPool(obj_size=32)   # created from Python
     cdef void* p
     with nogil:
@@ -12,9 +15,7 @@ Use from Cython with ``include_path=[".../cython_ext"]`` and ``include_dirs`` th
 
 or own an ``ap_pool`` outright (ap_init / ap_destroy) in C code.  The C calls do not
 update a Python pool's live-set bookkeeping: mix the two APIs only on BitmapPool (whose
-checks live in the bitmap itself) or not at all.  This file only declares C symbols from
-headers and the extension types of effdl_lib._allocator, so cimporting it needs no
-module of the same name at run time (the pool classes import effdl_lib._allocator)."""
+checks live in the bitmap itself) or not at all."""
 from libc.stdint cimport uint64_t
 
 cdef extern from "alloc_pool.h" nogil:
@@ -87,15 +88,27 @@ cdef extern from "alloc_workloads.h" nogil:
 
     int wl_run(ap_pool* p, const wl_params* q, wl_result* r)
 
-# Extension types of effdl_lib._allocator; `pool` is the C pool (NULL before __init__).
-cdef extern from "alloc_pyobj.h":
-    ctypedef class effdl_lib._allocator._Pool [object ap_PoolObject]:
-        cdef ap_pool* pool
-    ctypedef class effdl_lib._allocator.SystemAllocator [object ap_PoolObject]:
-        cdef ap_pool* pool
-    ctypedef class effdl_lib._allocator.LifoPool [object ap_PoolObject]:
-        cdef ap_pool* pool
-    ctypedef class effdl_lib._allocator.BitmapPool [object ap_PoolObject]:
-        cdef ap_pool* pool
-    ctypedef class effdl_lib._allocator.OrderedFreeListPool [object ap_PoolObject]:
-        cdef ap_pool* pool
+    # physical floor / cache probe: ordered or random list over one contiguous array
+    int wl_layout_walk(size_t n, int ordered, uint64_t seed, int repeats,
+                       double* list_ns, double* scan_ns)
+
+
+# Extension types of effdl_lib._allocator.  ``pool`` is the C pool (NULL before
+# __init__); ``live`` / ``freed`` are the Python-side checks of the list pools and the
+# system allocator (None where the C pool checks for itself).
+cdef class _Pool:
+    cdef ap_pool* pool
+    cdef object live
+    cdef object freed
+
+cdef class SystemAllocator(_Pool):
+    pass
+
+cdef class LifoPool(_Pool):
+    pass
+
+cdef class OrderedFreeListPool(_Pool):
+    pass
+
+cdef class BitmapPool(_Pool):
+    pass
