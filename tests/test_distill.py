@@ -430,3 +430,22 @@ def test_fashion_loads_in_one_index_space():
     splits = D.make_splits(data, 500, 1000, 10000, seed=0)
     splits.check(data)
     assert len(splits.test) == 10000 and splits.test.min() == 60000
+
+
+def test_synthetic_teacher_permuted_noise_is_one_wrong_class_per_true_class():
+    rng = np.random.default_rng(2)
+    n = 5000
+    data = D.LabeledData("toy", rng.integers(0, 256, (n, 4, 4)).astype(np.uint8),
+                         rng.integers(0, 10, n).astype(np.int64), 10, n)
+    rows = np.arange(n)
+    syn = D.synthetic_teacher(data, rows, seed=3, noise="permuted")
+    uni = D.synthetic_teacher(data, rows, seed=3, noise="uniform")
+    assert np.array_equal(syn.correct, uni.correct)  # same draws decide right or wrong
+    given = D.hard_labels(syn.logits).numpy()
+    wrong = ~syn.correct
+    assert np.all(given[wrong] != data.y[wrong])
+    for c in range(10):  # every wrong label of class c is the same class
+        assert len(np.unique(given[wrong & (data.y == c)])) == 1
+    assert len(np.unique(given[wrong])) == 10  # a derangement: every class is someone's confusion
+    with pytest.raises(ValueError, match="unknown noise"):
+        D.synthetic_teacher(data, rows, seed=0, noise="gaussian")
