@@ -9,7 +9,9 @@ adding an entry. Pages written today:
 - ``record.md``: every claim of every executed chapter, the runs and their parameters;
 - ``_generated/overview.md`` (included by ``intro.md``): one row per paper of the
   README's table, its claims counted by verdict as a figure and a table, and its
-  headline finding; papers without an executed chapter are shown as planned.
+  headline finding; papers without an executed chapter are shown as planned;
+- ``_generated/claims/<slug>.md`` (per chapter, :data:`CHAPTER_PAGES`): the chapter's
+  claims at a glance, for a chapter to include near its top.
 
 Records are read as plain dicts and every field beyond ``slug``, ``claims`` and each
 claim's ``id``/``verdict`` is optional, so older and newer record layouts both render
@@ -309,10 +311,41 @@ def overview_page(records: list[dict], papers: list[Paper] | None = None,
     return "\n".join(lines) + "\n"
 
 
+def claim_target(claim_id: str) -> str:
+    """The MyST target a chapter puts above the cell that measures a claim:
+    ``(claim-<id>)=``; the chapter's claim summary then links to it."""
+    return "claim-" + re.sub(r"[^a-z0-9]+", "-", claim_id.lower()).strip("-")
+
+
+def claims_summary(rec: dict, source_text: str = "") -> str:
+    """A chapter's claims at a glance, for the top of its page: each claim, the paper's
+    value, ours and the verdict; a claim links down to ``(claim-<id>)=`` where the
+    chapter's source defines that target. Include it from a markdown cell:
+
+        ```{include} ../book/_generated/claims/01_ood_distillation.md
+        ```
+    """
+    lines = ["| claim | paper | ours: mean [95% CI] (n) | verdict |", "|---|---|---|---|"]
+    for c in rec.get("claims", []):
+        target = claim_target(c["id"])
+        cid = (f"{{ref}}`{c['id']} <{target}>`" if f"({target})=" in source_text
+               else f"**{c['id']}**")
+        lines.append(f"| {cid}: {_cell(_shorten(c.get('claim', ''), 200))} | "
+                     f"{_cell(format_paper(c))} | {format_measured(c.get('measured'))} | "
+                     f"{c.get('verdict', '-')} |")
+    counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(rec).items() if n)
+    return (f"**Claims at a glance** ({counts}; profile `{rec.get('profile', '-')}`, "
+            f"run `{rec.get('run_id', '-')}`):\n\n" + "\n".join(lines) + "\n")
+
+
 # Generated pages: path under book/ -> function(records, papers, book_dir) -> markdown.
 PAGES: dict[str, Callable[[list[dict], list[Paper], Path], str]] = {
     "record.md": record_page,
     "_generated/overview.md": overview_page,
+}
+# One page per chapter record: path pattern under book/ -> function(record, source text).
+CHAPTER_PAGES: dict[str, Callable[[dict, str], str]] = {
+    "_generated/claims/{slug}.md": claims_summary,
 }
 
 
@@ -321,10 +354,17 @@ def write_pages(records_dir: Path, book_dir: Path = BOOK, readme: Path = README)
     (Sphinx then does not rebuild it)."""
     records, papers = load_records(records_dir), papers_from_readme(readme)
     written = []
-    for rel, make in PAGES.items():
+    jobs = [(rel, lambda make=make: make(records, papers, Path(book_dir)))
+            for rel, make in PAGES.items()]
+    for rec in records:
+        src = Path(records_dir) / f"{rec['slug']}.py"
+        text = src.read_text() if src.exists() else ""
+        jobs += [(pattern.format(slug=rec["slug"]), lambda make=make, rec=rec, text=text: make(rec, text))
+                 for pattern, make in CHAPTER_PAGES.items()]
+    for rel, make_text in jobs:
         target = Path(book_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = make(records, papers, Path(book_dir))
+        text = make_text()
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
         written.append(target)

@@ -76,7 +76,8 @@ def test_write_pages_and_bad_records(tmp_path):
     recs.mkdir()
     (recs / "01_demo.record.json").write_text(json.dumps(record()))
     written = book.write_pages(recs, out)
-    assert {p.name for p in written} == {"record.md", "overview.md"}
+    assert {p.name for p in written} == {"record.md", "overview.md", "01_demo.md"}
+    assert (out / "_generated" / "claims" / "01_demo.md").read_text().startswith("**Claims at a glance**")
     assert (out / "_generated" / "verdicts.svg").exists()
     before = (out / "record.md").stat().st_mtime_ns
     book.write_pages(recs, out)                # unchanged text: the file is not rewritten
@@ -87,3 +88,12 @@ def test_write_pages_and_bad_records(tmp_path):
     (recs / "02_bad.record.json").write_text("[]")
     with pytest.raises(ValueError, match="not a chapter record"):
         book.load_records(recs)
+
+
+def test_claims_summary_links_only_to_targets_the_chapter_defines():
+    text = book.claims_summary(record(run_id="r1"), source_text="# (claim-a)=\n")
+    assert text.startswith("**Claims at a glance** (1 reproduced, 1 not testable at this scale; "
+                           "profile `cpu`, run `r1`)")
+    assert "| {ref}`a <claim-a>`: x beats y \\| z | 1.5 points (Table 2) |" in text
+    assert "| **b**: the hint helps | not available (related work: Hinton et al. 2015) | - |" in text
+    assert book.claim_target("Beats_control fashion") == "claim-beats-control-fashion"
