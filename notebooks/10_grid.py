@@ -246,7 +246,8 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% tags=["remove-cell"]
-glue("crossover_ms", crossover_ms if crossover_ms is not None else float("nan"))
+glue("crossover_text", f"tasks of about {crossover_ms:.2g} ms" if crossover_ms
+     else "no task size in this range")
 _big = cross_speed.iloc[-1]
 glue("big_n", int(_big["n"]))
 glue("big_ms", _big["task_ms"])
@@ -254,8 +255,8 @@ glue("big_speed", _big["speedup"])
 glue("big_busy", _big["other_busy_max"])
 
 # %% [markdown]
-# Two workers break even at tasks of about {glue:text}`crossover_ms:.2g` ms; below that the
-# overhead of shipping a task outweighs the second core. At the largest size
+# Two workers break even at {glue:text}`crossover_text`; below that, the cost of
+# shipping a task and its result outweighs the second core. At the largest size
 # ({glue:text}`big_n:,` integers, {glue:text}`big_ms:.0f` ms a task) two workers gave
 # {glue:text}`big_speed:.2f`x, while other processes kept up to {glue:text}`big_busy:.0%`
 # of the other core busy. On two cores shared by this notebook, the scheduler, both

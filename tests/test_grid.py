@@ -100,6 +100,11 @@ def test_checkpoint_skips_finished_keys(tmp_path):
     assert list(again["y"]) == [0, 10, 20, 30, 40]
     assert grid.Checkpoint(tmp_path / "ck").keys() == [f"x{i}" for i in range(5)]
     assert not list((tmp_path / "ck").glob(".*.tmp"))
+    (tmp_path / "ck" / "x4.pkl").write_bytes(b"not a pickle")  # a damaged file
+    with pytest.warns(UserWarning, match="x4.pkl is unreadable"):
+        third = grid.sweep(_count_calls, configs, key=key, mode="serial",
+                           checkpoint=tmp_path / "ck", progress=False)
+    assert third.attrs["computed"] == 1 and third.equals(again)
 
 
 def test_failure_names_the_configuration_and_keeps_finished_results(tmp_path):
@@ -368,6 +373,18 @@ def test_sort_task_is_deterministic_and_checks_input():
     assert a["checksum"] == b["checksum"] != gs.sort_task({"n": 1000, "seed": 4})["checksum"]
     with pytest.raises(ValueError, match="n must be >= 0"):
         gs.sort_task({"n": -1, "seed": 0})
+
+
+def test_timed_arms_serial_and_speedups_by_hand():
+    t = gs.timed_arms({"serial": None}, gs.sort_task, lambda r: gs.sort_configs(3, 100, r), 2)
+    assert t["repeat"].tolist() == [0, 1] and t["tasks"].tolist() == [3, 3]
+    assert {"other_busy", "steal", "psi_cpu"} <= set(t) and (t["seconds"] > 0).all()
+    fake = pd.DataFrame({"n": [5] * 4, "task_ms": [1.0] * 4, "repeat": [0, 0, 1, 1],
+                         "arm": ["serial", "2 workers"] * 2, "seconds": [4.0, 2.0, 3.0, 2.5],
+                         "other_busy": [0.1, 0.2, 0.0, 0.3], "steal": [0.0] * 4})
+    sp = gs.speedups(fake).iloc[0]
+    assert sp["speedup"] == 3.0 / 2.0 and sp["speedup_median"] == pytest.approx((2 + 1.2) / 2)
+    assert sp["other_busy_max"] == 0.3
 
 
 def test_crossover_interpolates_on_a_log_axis():

@@ -1002,12 +1002,22 @@ def measure(results: Mapping[str, Any]) -> dict[str, Measurement]:
     sort = results["sort"]
     serial_s = sort[sort["arm"] == "serial"]["seconds"].min()
     per100 = serial_s / sort["tasks"].iloc[0] * 100
-    out["sort-100-tasks"] = Measurement(None, f"ours: {serial_s:.1f} s for "
+    out["sort-100-tasks"] = Measurement(None, f"ours: {serial_s:.2f} s for "
                                               f"{sort['tasks'].iloc[0]} tasks serially, "
                                               f"{per100:.1f} s per 100 tasks")
     ov = results["overhead"]
-    ms = ov[ov["arm"] == "2 workers"]["ms_per_task"].to_numpy()
-    out["overhead-below-5ms"] = Measurement(mean_ci(ms), "empty tasks submitted in one batch")
+    ov2 = ov[ov["arm"] == "2 workers"]
+    est = mean_ci(ov2["ms_per_task"].to_numpy())
+    why = loaded(ov2.max(numeric_only=True)) if "other_busy" in ov2 else []
+    # interference only adds time: a bound that holds under load holds on a quiet
+    # machine, but a miss under load says nothing, so only a miss is withheld
+    if why and not est.ci_high < 5.0:
+        out["overhead-below-5ms"] = Measurement(None, f"{est.mean:.2f} ms per task measured; "
+                                                "withheld: machine loaded (" + "; ".join(why)
+                                                + ")")
+    else:
+        out["overhead-below-5ms"] = Measurement(est, "empty tasks submitted in one batch" +
+                                                ("; under load, so an upper bound" if why else ""))
     sp = speedup_samples(results["crossover"])
     if sp is None:
         out["speedup-2-workers"] = Measurement(None, "no task size reached 200 ms here")

@@ -25,6 +25,7 @@ per worker process, a status per chapter. Explained in the book's chapter 10
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -35,6 +36,7 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -197,7 +199,8 @@ def sweep(fn: Callable[[dict], Any], configs: Iterable[Mapping[str, Any]], *,
     mode: "dask" or "serial"; default ``$EFFDL_GRID`` or "dask".
     workers: LocalCluster size when no scheduler is given; ignored with ``client``.
     scheduler / client: an existing scheduler address or ``distributed.Client``.
-    checkpoint: folder of finished results; keys found there are not run again.
+    checkpoint: folder of finished results; keys found there are not run again (an
+      unreadable file is recomputed with a warning). The key must change when fn does.
     retries: re-runs of a configuration whose fn raised (Dask's ``retries=``).
     allowed_failures: worker deaths a task may cause before it is given up (local cluster
       only; a remote scheduler keeps its own ``distributed.scheduler.allowed-failures``).
@@ -223,7 +226,7 @@ def sweep(fn: Callable[[dict], Any], configs: Iterable[Mapping[str, Any]], *,
     for k in keys:
         if not isinstance(k, str) or not _KEY_RE.match(k):
             raise ValueError(f"key {k!r} is not a safe file name (letters, digits, _.=+-)")
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    dupes = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
     if dupes:
         raise ValueError(f"configurations with duplicate keys: {dupes[:5]}")
     store = Checkpoint(checkpoint) if checkpoint is not None else None
@@ -231,7 +234,11 @@ def sweep(fn: Callable[[dict], Any], configs: Iterable[Mapping[str, Any]], *,
     if store is not None:
         for k in keys:
             if k in store:
-                results[k] = store.load(k)
+                try:
+                    results[k] = store.load(k)
+                except Exception as exc:  # noqa: BLE001 - unreadable: compute it again
+                    warnings.warn(f"checkpoint {store.path(k)} is unreadable "
+                                  f"({type(exc).__name__}); recomputing key {k}")
     from_checkpoint = len(results)
     todo = [(k, c) for k, c in zip(keys, configs) if k not in results]
     t0 = time.perf_counter()
