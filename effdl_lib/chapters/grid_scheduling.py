@@ -870,10 +870,10 @@ class Config(ChapterConfig):
     repeats: int = 3              # interleaved repeats of every timed section
     empty_tasks: int = 200
     sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
-    tasks_per_size: int = 10
+    tasks_per_size: int = 8
     key_bits: int = 32
     chunk_bits: int = 22
-    key_position: float = 0.02    # where the secret key lies, as a fraction of the space
+    key_position: float = 0.01    # where the secret key lies, as a fraction of the space
     fault_tasks: int = 24
     fault_task_s: float = 0.1
     fault_repeats: int = 2
