@@ -338,10 +338,168 @@ def claims_summary(rec: dict, source_text: str = "") -> str:
             f"run `{rec.get('run_id', '-')}`):\n\n" + "\n".join(lines) + "\n")
 
 
+# ---------------------------------------------------------------- the survey map
+
+#: The survey's five areas (Menghani, ACM CSUR 2023) with the key techniques it lists.
+SURVEY_AREAS = {
+    "Compression": "pruning, quantization, low-rank factorisation, weight sharing",
+    "Learning techniques": "distillation, data augmentation, self-supervision",
+    "Automation": "hyper-parameter optimisation, neural architecture search",
+    "Efficient architectures": "depthwise-separable convolutions, efficient attention, "
+                               "residual and embedding designs",
+    "Infrastructure": "frameworks, compilers, memory and hardware, distribution",
+}
+
+#: Where each paper of the companion sits and what its chapter implements (the
+#: verdicts come from the records, never from here).
+MAP_PLACES = {
+    "2106.08962": (("Compression", "Learning techniques", "Infrastructure"), "menghani2023survey",
+                   "the guide's width-multiplier CNN: augmentation, distillation, int8, "
+                   "pruning, low-rank"),
+    "1911.05275": (("Learning techniques",), "menghani2019ood",
+                   "blind distillation through out-of-distribution unlabeled data"),
+    "2210.06711": (("Learning techniques",), "iliopoulos2022weighted",
+                   "the distillation toolkit; per-example weights from teacher calibration"),
+    "2302.03806": (("Learning techniques",), "kontonis2023slam",
+                   "student-label mixing loss, both forms, against KD, WD and Taylor-CE"),
+    "2210.01213": (("Learning techniques",), "baykal2023rad",
+                   "which points to ask the teacher about: RAD's closed form, LP, DepRound"),
+    "2411.07501": (("Efficient architectures",), "menghani2025laurel",
+                   "learned augmented residuals (RW, LR, PA) in a small GPT and ResNet"),
+    "2510.06502": (("Learning techniques",), "trinh2025guide",
+                   "student initialised from the teacher's PCA-projected embeddings"),
+    "2110.10357": (("Infrastructure",), "matani2021bitmap",
+                   "a locality-keeping bitmap allocator in Cython against real allocators"),
+    "2010.02286": (("Compression",), "laud2011genome",
+                   "a Cython genome codec: DNAZip and its three improvements (beyond DL)"),
+    "2010.02348": (("Infrastructure",), "menghani2010grid",
+                   "the 2010 grid against Dask; the runner every chapter fans out with"),
+}
+
+#: Short names for the map's boxes.
+MAP_SHORT = {"2106.08962": "03 survey guide", "1911.05275": "01 OOD distillation",
+             "2210.06711": "04 weighted distill.", "2302.03806": "05 SLaM",
+             "2210.01213": "06 active distill.", "2411.07501": "07 LAuReL",
+             "2510.06502": "08 GUIDE", "2110.10357": "02 Fast Bitmap Fit",
+             "2010.02286": "09 genome codec", "2010.02348": "10 grid / Dask"}
+
+MAP_FIGURE = "_generated/survey_map.svg"
+
+
+def _chapter_link(p: Paper, rec: dict | None, prefix: str = "../") -> str:
+    if rec is not None:
+        return f"[{rec['slug'][:2]} {_cell(rec.get('chapter', rec['slug']))}]({prefix}notebooks/{rec['slug']}.ipynb)"
+    return "*planned*"
+
+
+def _verdict_summary(rec: dict | None) -> str:
+    if rec is None:
+        return "-"
+    counts = verdict_counts(rec)
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none checked"
+
+
+def survey_map_figure(rows: list[dict], path: Path) -> Path:
+    """Five columns, one per area, each paper a box in every area it sits in, coloured by
+    its chapter's share of reproduced claims (grey: planned)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    areas = list(SURVEY_AREAS)
+    placed = {a: [] for a in areas}
+    for r in rows:
+        place = MAP_PLACES.get(r["paper"].arxiv)
+        for a in (place[0] if place else ()):
+            placed[a].append(r)
+    height = max(len(v) for v in placed.values())
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.75 * height))
+    cmap = plt.get_cmap("RdYlGn")
+    for i, a in enumerate(areas):
+        ax.text(i + 0.5, height + 0.25, a.replace(" ", "\n", 1), ha="center", va="bottom",
+                fontsize=9, fontweight="bold")
+        if not placed[a]:
+            ax.text(i + 0.5, height - 0.5, "none of the\nten papers", ha="center", va="center",
+                    fontsize=8, color="#777777", fontstyle="italic")
+        for j, r in enumerate(placed[a]):
+            rec = r["record"]
+            if rec is None:
+                color, label = "#dddddd", "planned"
+            else:
+                counts = verdict_counts(rec)
+                total = sum(counts.values()) or 1
+                share = (counts["reproduced"] + 0.5 * counts["partly"]) / total
+                color, label = cmap(0.15 + 0.7 * share), f"{counts['reproduced']}/{total} reproduced"
+            y = height - 1 - j
+            ax.add_patch(plt.Rectangle((i + 0.05, y + 0.08), 0.9, 0.84, color=color, ec="#666666"))
+            title = MAP_SHORT.get(r["paper"].arxiv) or _short_title(r["paper"])[:22]
+            ax.text(i + 0.5, y + 0.6, title, ha="center", va="center", fontsize=8)
+            ax.text(i + 0.5, y + 0.3, label, ha="center", va="center", fontsize=7, color="#333333")
+    ax.set_xlim(0, len(areas))
+    ax.set_ylim(0, height + 0.9)
+    ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "effdl"}):
+        fig.savefig(path, metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def survey_map_page(records: list[dict], papers: list[Paper] | None = None,
+                    book_dir: Path = BOOK, figure: bool = True) -> str:
+    """``book/survey_map.md``: the survey's five areas, and for every paper of the
+    companion where it sits, what its chapter implements and its verdicts (from the
+    records); chapters not written yet appear as planned."""
+    rows = rows_by_paper(records, papers if papers is not None else papers_from_readme())
+    lines = ["# A map of the field", "",
+             "<!-- Generated by `make book-html` (effdl_lib/book.py) from the records; do not edit. -->", "",
+             "The survey {cite}`menghani2023survey` organises efficient deep learning into five "
+             "areas and closes with a practitioner's guide and two strategies on the "
+             "quality/footprint Pareto front: *Shrink-and-Improve* (cut capacity, recover quality "
+             "with learning techniques, then compress) and *Grow-Improve-and-Shrink* (train "
+             "bigger, improve, then compress back). Chapter 03 re-runs that guide. Every paper of "
+             "this companion sits on the map below; the verdicts are read from the chapters' "
+             "records.", ""]
+    if figure:
+        survey_map_figure(rows, Path(book_dir) / MAP_FIGURE)
+        lines += [f"```{{figure}} {MAP_FIGURE}", ":name: fig-survey-map",
+                  ":alt: Five columns, one per area of the survey, with a box per paper.", "",
+                  "The companion's papers on the survey's five areas. Colour: share of the "
+                  "chapter's claims reproduced (partly counts half), red to green; grey: "
+                  "planned.", "```", ""]
+    lines += ["## The five areas", "", "| area | key techniques (survey) | papers here |", "|---|---|---|"]
+    for area, techniques in SURVEY_AREAS.items():
+        here = [f"{_short_title(r['paper'])} {{cite}}`{MAP_PLACES[r['paper'].arxiv][1]}`"
+                for r in rows if r["paper"].arxiv in MAP_PLACES
+                and area in MAP_PLACES[r["paper"].arxiv][0]]
+        lines.append(f"| {area} | {techniques} | {'; '.join(here) or 'none of the ten papers'} |")
+    lines += ["", "## The chapters", "",
+              "| paper | areas | what the chapter implements | chapter | claims by verdict |",
+              "|---|---|---|---|---|"]
+    for r in rows:
+        p, rec = r["paper"], r["record"]
+        areas, _, what = MAP_PLACES.get(p.arxiv, ((), "", ""))
+        lines.append(f"| {_cell(p.title)} | {', '.join(areas) or '-'} | {_cell(what) or '-'} | "
+                     f"{_chapter_link(p, rec)} | {_verdict_summary(rec)} |")
+    lines += ["", "## How the distillation papers relate", "",
+              "Five of the papers study one question from different sides: how to get the most "
+              "out of a teacher when labels are scarce but unlabeled inputs are not.", "",
+              "- *Which inputs?* OOD distillation shows that even inputs from another "
+              "distribution carry the teacher's knowledge.",
+              "- *How much to trust the teacher on each input?* Weighted distillation reweights "
+              "the distillation loss; SLaM mixes the student's and the teacher's labels. Both "
+              "share chapter 04's toolkit, splits and cached teacher.",
+              "- *Which inputs to ask the teacher about?* Robust active distillation chooses them.",
+              "- *Where to start the student?* GUIDE initialises it from the teacher."]
+    return "\n".join(lines) + "\n"
+
+
 # Generated pages: path under book/ -> function(records, papers, book_dir) -> markdown.
 PAGES: dict[str, Callable[[list[dict], list[Paper], Path], str]] = {
     "record.md": record_page,
     "_generated/overview.md": overview_page,
+    "survey_map.md": survey_map_page,
 }
 # One page per chapter record: path pattern under book/ -> function(record, source text).
 CHAPTER_PAGES: dict[str, Callable[[dict, str], str]] = {

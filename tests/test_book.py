@@ -76,7 +76,7 @@ def test_write_pages_and_bad_records(tmp_path):
     recs.mkdir()
     (recs / "01_demo.record.json").write_text(json.dumps(record()))
     written = book.write_pages(recs, out)
-    assert {p.name for p in written} == {"record.md", "overview.md", "01_demo.md"}
+    assert {p.name for p in written} == {"record.md", "overview.md", "survey_map.md", "01_demo.md"}
     assert (out / "_generated" / "claims" / "01_demo.md").read_text().startswith("**Claims at a glance**")
     assert (out / "_generated" / "verdicts.svg").exists()
     before = (out / "record.md").stat().st_mtime_ns
@@ -97,3 +97,20 @@ def test_claims_summary_links_only_to_targets_the_chapter_defines():
     assert "| {ref}`a <claim-a>`: x beats y \\| z | 1.5 points (Table 2) |" in text
     assert "| **b**: the hint helps | not available (related work: Hinton et al. 2015) | - |" in text
     assert book.claim_target("Beats_control fashion") == "claim-beats-control-fashion"
+
+
+def test_survey_map_lists_all_ten_papers_with_verdicts_from_records(tmp_path):
+    papers = book.papers_from_readme()
+    assert len(papers) == 10 and all(p.arxiv in book.MAP_PLACES for p in papers)
+    rec = record(claims=(OLD_CLAIM, NEW_CLAIM))
+    page = book.survey_map_page([rec], papers, tmp_path)
+    for area in book.SURVEY_AREAS:
+        assert f"| {area} |" in page
+    for p in papers:
+        assert book._cell(p.title) in page
+    # the OOD paper's row carries the record's verdicts; the others are planned
+    ood = next(line for line in page.splitlines() if "1911.05275" in line or "Learning from a Teacher" in line
+               and "notebooks/01_demo" in line)
+    assert "1 reproduced, 1 not testable at this scale" in ood
+    assert page.count("*planned*") == 9
+    assert (tmp_path / book.MAP_FIGURE).exists()
