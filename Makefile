@@ -12,11 +12,12 @@ PROFILE ?= cpu
 PARAMS ?=
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv ext chapters chapter book book-html smoke test test-unit test-notebooks check clean \
+.PHONY: help venv ext chapters chapter book reproduce book-html smoke test test-unit test-notebooks check clean \
 	mathjax browser test-browser
 
 help:
-	@echo "make book      set up, execute every chapter (cpu profile), build the HTML book"
+	@echo "make book      set up, re-run the chapters whose record is stale (cpu profile), build the HTML book"
+	@echo "make book FORCE=1 (or make reproduce)   re-run every chapter"
 	@echo "make test      set up, run unit tests, notebooks under smoke (nbval), book build"
 	@echo "make chapter NB=01_ood_distillation PROFILE=gpu PARAMS='-p seeds 5'"
 
@@ -51,8 +52,10 @@ $(EXT_STAMP): $(STAMP) setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cyt
 
 ext: $(EXT_STAMP)
 
+# Re-runs only the chapters whose record is stale (inputs changed, core changed, record
+# missing) and says why; FORCE=1 re-runs every chapter (also: make reproduce).
 chapters: ext
-	$(PY) -m effdl_lib.pipeline run --profile cpu
+	$(PY) -m effdl_lib.pipeline book $(if $(FORCE),--force)
 
 chapter: ext
 	$(PY) -m effdl_lib.pipeline run $(NB) --profile $(PROFILE) $(PARAMS)
@@ -90,6 +93,9 @@ book: ext
 	$(MAKE) --no-print-directory chapters   # sequential even under make -j: the book needs the records
 	$(MAKE) --no-print-directory book-html
 	@echo "book: $(CURDIR)/_build/html/index.html"
+
+reproduce:
+	$(MAKE) --no-print-directory book FORCE=1
 
 smoke: ext
 	$(PY) -m effdl_lib.pipeline smoke
