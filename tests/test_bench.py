@@ -184,7 +184,11 @@ def test_gate_reports_reason_when_loaded():
 def test_find_cliff_by_hand():
     sizes = [1, 2, 4, 8, 16, 32]
     got = bench.find_cliff(sizes, [1.0, 1.1, 1.2, 1.4, 3.0, 9.0])
-    assert got == {"base": pytest.approx(1.05), "last_below": 8.0, "first_above": 16.0}
+    assert got == {"base": 1.0, "last_below": 8.0, "first_above": 16.0}
+    # a lone spike at 2 (interference) is not the cliff; the level is the minimum
+    spiky = bench.find_cliff(sizes, [1.2, 30.0, 1.0, 1.4, 3.0, 9.0])
+    assert spiky == {"base": 1.2, "last_below": 8.0, "first_above": 16.0}
+    assert bench.find_cliff(sizes, [1.0, 5.0, 5.0, 5.0, 5.0, 5.0], base_points=1)["last_below"] == 1.0
     flat = bench.find_cliff(sizes, [1.0] * 6)
     assert flat["first_above"] is None and flat["last_below"] == 32.0
     with pytest.raises(ValueError):

@@ -481,12 +481,14 @@ def thread_info() -> dict[str, Any]:
 
 def find_cliff(sizes: Sequence[float], values: Sequence[float], factor: float = 1.5,
                base_points: int = 2) -> dict[str, Any]:
-    """Where a per-item cost jumps: the first size whose value exceeds ``factor`` times
-    the in-cache level (median of the ``base_points`` smallest sizes).
+    """Where a per-item cost jumps for good: the first size from which every value
+    exceeds ``factor`` times the in-cache level (the minimum of the ``base_points``
+    smallest sizes: interference only adds time, so the minimum is the level).
 
-    Returns {"base": level, "last_below": largest size before the jump (None if the
-    first size already jumps), "first_above": the first size over it (None: no cliff in
-    the sweep)}.  The effective cache lies between last_below and first_above."""
+    A lone spike followed by a return to the level is not a cliff.  Returns {"base":
+    level, "last_below": largest size before the jump (None if the first size already
+    jumps), "first_above": the first size of the jump (None: no cliff in the sweep)}.
+    The effective cache lies between last_below and first_above."""
     s = np.asarray(sizes, dtype=float)
     v = np.asarray(values, dtype=float)
     if s.shape != v.shape or s.size < base_points + 1:
@@ -495,11 +497,13 @@ def find_cliff(sizes: Sequence[float], values: Sequence[float], factor: float = 
         raise ValueError("factor must be > 1 and base_points >= 1")
     if np.any(np.diff(s) <= 0) or not np.all(np.isfinite(v)) or np.any(v <= 0):
         raise ValueError("sizes must increase strictly and values be finite and positive")
-    base = float(np.median(v[:base_points]))
-    above = np.nonzero(v > factor * base)[0]
-    if above.size == 0:
+    base = float(np.min(v[:base_points]))
+    above = v > factor * base
+    # the first index from which all later values are above (a suffix of True)
+    below_idx = np.nonzero(~above)[0]
+    i = int(below_idx[-1]) + 1 if below_idx.size else 0
+    if i >= s.size:
         return {"base": base, "last_below": float(s[-1]), "first_above": None}
-    i = int(above[0])
     return {"base": base, "last_below": float(s[i - 1]) if i > 0 else None,
             "first_above": float(s[i])}
 
