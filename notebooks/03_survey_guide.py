@@ -241,7 +241,7 @@ record.table()
 # **{glue:text}`verdict_shrink-and-improve`**. At a few thousand images and five epochs
 # augmentation slows learning more than it regularises, and a small teacher has little to
 # teach, so the cpu profile tests the *direction* of the guide's effects at a scale where
-# they may not yet exist; the gpu profile runs the guide's widths, 45,000 images and 100
+# they may not yet exist; the gpu profile runs the guide's widths, 44,000 images and 100
 # epochs.
 #
 # **Limits.** Two widths, two seeds and one teacher width in the cpu profile; latency on a

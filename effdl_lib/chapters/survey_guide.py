@@ -377,7 +377,7 @@ class Config(ChapterConfig):
         cpu = cls(seeds=2, widths=(0.1, 0.25), teacher_width=0.5, n_train=3000, n_val=1000,
                   n_test=2000, epochs=5, teacher_epochs=6, threads=2)
         gpu = cls(seeds=3, widths=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0), teacher_width=1.4,
-                  n_train=45000, n_val=5000, n_test=10000, epochs=100, teacher_epochs=100,
+                  n_train=44000, n_val=5000, n_test=10000, epochs=100, teacher_epochs=100,
                   lr=1e-3, temperatures=(2.0, 4.0, 8.0), finetune_epochs=5,
                   latency_repeats=11, device="auto")
         return {"smoke": smoke, "cpu": cpu, "gpu": gpu}
