@@ -55,7 +55,7 @@ ext: $(EXT_STAMP)
 # Re-runs only the chapters whose record is stale (inputs changed, core changed, record
 # missing) and says why; FORCE=1 re-runs every chapter (also: make reproduce).
 chapters: ext
-	$(PY) -m effdl_lib.pipeline book $(if $(FORCE),--force)
+	$(PY) -m effdl_lib.pipeline book --jobs $(JOBS) $(if $(FORCE),--force)
 
 chapter: ext
 	$(PY) -m effdl_lib.pipeline run $(NB) --profile $(PROFILE) $(PARAMS)

@@ -268,17 +268,36 @@ def sync_prose(src: Path) -> None:
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def book(force: bool = False) -> int:
+#: Chapters whose claims time code on both cores (allocator walks, codec throughput,
+#: int8 and pruning latency, Dask speed-ups): ``make book`` runs them one at a time after
+#: the others, so no other chapter competes with their timed sections.
+RUNS_ALONE = ("02_bitmap_allocator", "03_survey_guide", "09_genome_codec", "10_grid")
+
+
+def run_published(stem: str) -> int:
+    """Execute one chapter as the published cpu record (a picklable task for the grid
+    runner). Side by side with another chapter, its torch threads are capped at one."""
+    return run(_source_path(stem), "cpu", {})
+
+
+def _run_side_by_side(stem: str) -> int:
+    os.environ["EFFDL_MAX_THREADS"] = "1"
+    return run_published(stem)
+
+
+def book(force: bool = False, jobs: int = 2) -> int:
     """``make book``: re-run the chapters whose record is stale (or all with ``force``),
-    say which and why, and copy prose-only edits without re-running."""
+    say which and why, and copy prose-only edits without re-running. Stale chapters run
+    ``jobs`` at a time through the grid runner (Dask), one torch thread each; those in
+    :data:`RUNS_ALONE` run afterwards, one at a time, with the machine to themselves."""
     todo = []
     for src in chapter_sources():
         st = staleness(src)
         if force:
-            todo.append(src)
+            todo.append(src.stem)
             print(f"[{src.stem}] re-run: FORCE")
         elif st.rerun:
-            todo.append(src)
+            todo.append(src.stem)
             reasons = st.errors + [f"core changed: {c}" for c in st.core]
             print(f"[{src.stem}] re-run: " + "; ".join(reasons))
         elif st.prose:
@@ -286,7 +305,22 @@ def book(force: bool = False) -> int:
             print(f"[{src.stem}] up to date; prose and tags copied from {src.name}")
         else:
             print(f"[{src.stem}] up to date")
-    failures = [s.stem for s in todo if run(s, "cpu", {})]
+    together = [s for s in todo if s not in RUNS_ALONE]
+    alone = [s for s in todo if s in RUNS_ALONE]
+    t0 = time.perf_counter()
+    statuses = {}
+    if together and jobs > 1 and len(together) > 1:
+        from .toolkits.grid import run_chapters
+        print(f"running {len(together)} chapters, {jobs} at a time: {', '.join(together)}")
+        table = run_chapters(_run_side_by_side, together, jobs=jobs)
+        statuses.update(dict(zip(table["chapter"], table["status"])))
+    else:
+        alone = together + alone
+    for stem in alone:
+        statuses[stem] = run_published(stem)
+    failures = [s for s, status in statuses.items() if status != 0]
+    if todo:
+        print(f"chapters re-run in {time.perf_counter() - t0:.0f} s wall time")
     if failures:
         print(f"failed chapters: {', '.join(failures)}", file=sys.stderr)
     return 1 if failures else 0
@@ -326,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="fail if a notebook or record is stale")
     b = sub.add_parser("book", help="re-run stale chapters (all with --force), sync prose")
     b.add_argument("--force", action="store_true")
+    b.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")),
+                   help="chapters run side by side (default: $JOBS or 2)")
     pc = sub.add_parser("params-cell", help="print the parameters cell a chapter module needs")
     pc.add_argument("module", help="e.g. ood_distillation")
     args = ap.parse_args(argv)
@@ -344,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         print(write_record_page().relative_to(REPO_ROOT))
         return 0
     if args.cmd == "book":
-        return book(args.force)
+        if args.jobs < 1:
+            ap.error(f"--jobs must be at least 1, got {args.jobs}")
+        return book(args.force, args.jobs)
     if args.cmd == "params-cell":
         import importlib
         from .chapter import parameters_cell

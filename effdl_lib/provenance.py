@@ -87,8 +87,14 @@ def notebook_hash(src: Path) -> str:
     return _digest(json.dumps([python_code_hash(c) for c in notebook_code(src)]))
 
 
+#: Execution settings, not inputs: the pipeline caps threads when chapters run side by
+#: side, and the record's environment says how many threads a run really used.
+EXECUTION_SETTINGS = ("threads",)
+
+
 def parameters_hash(parameters: dict[str, Any]) -> str:
-    return _digest(json.dumps(parameters, sort_keys=True, default=str))
+    kept = {k: v for k, v in parameters.items() if k not in EXECUTION_SETTINGS}
+    return _digest(json.dumps(kept, sort_keys=True, default=str))
 
 
 # ---------------------------------------------------------------- dependency discovery

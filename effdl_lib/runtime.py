@@ -20,6 +20,13 @@ class Runtime:
         return torch.Generator().manual_seed(self.seed + offset)
 
 
+def thread_cap() -> int | None:
+    """``EFFDL_MAX_THREADS``: set by the pipeline when chapters run side by side, so no
+    process asks for more threads than its share of the cores."""
+    cap = os.environ.get("EFFDL_MAX_THREADS", "")
+    return int(cap) if cap.strip() else None
+
+
 def default_threads() -> int:
     # One thread unless asked: processes often run side by side here (xdist, Dask),
     # where two threads each were measured 30-40x slower than one.
@@ -46,6 +53,8 @@ def setup(seed: int = 0, threads: int | None = None, device: str = "cpu",
           quiet: bool | None = None) -> Runtime:
     """Seed python/numpy/torch, fix the torch thread count, pick the device."""
     threads = threads or default_threads()
+    if thread_cap() is not None:
+        threads = max(1, min(threads, thread_cap()))
     torch.set_num_threads(threads)
     set_seed(seed)
     return Runtime(seed, threads, pick_device(device), is_quiet() if quiet is None else quiet)

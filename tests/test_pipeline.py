@@ -57,3 +57,46 @@ def test_failed_chapter_keeps_last_record(tmp_path, monkeypatch):
     assert pipeline.run(src, "smoke", {}, out_dir=out) == 1
     assert json.loads((out / "98_broken.record.json").read_text()) == {"good": True}
     assert (tmp_path / "build" / "failed" / "98_broken.ipynb").exists()
+
+
+def test_book_runs_stale_chapters_side_by_side_and_timing_chapters_alone(monkeypatch, capsys, tmp_path):
+    import pandas as pd
+    from effdl_lib.toolkits import grid
+    stems = ["01_a", "02_bitmap_allocator", "04_b", "05_c"]
+    monkeypatch.setattr(pipeline, "chapter_sources", lambda: [tmp_path / f"{s}.py" for s in stems])
+    stale = {"01_a": pipeline.Staleness("01_a", errors=["input changed: x.py"]),
+             "02_bitmap_allocator": pipeline.Staleness("02", core=["effdl_lib/stats.py"]),
+             "04_b": pipeline.Staleness("04_b"),
+             "05_c": pipeline.Staleness("05_c", errors=["missing record"])}
+    monkeypatch.setattr(pipeline, "staleness", lambda src: stale[src.stem])
+    calls = {"together": None, "alone": []}
+
+    def fake_run_chapters(fn, chapters, jobs):
+        calls["together"] = (list(chapters), jobs, fn)
+        return pd.DataFrame({"chapter": chapters, "status": [0, 1][:len(chapters)]})
+
+    monkeypatch.setattr(grid, "run_chapters", fake_run_chapters)
+    monkeypatch.setattr(pipeline, "run_published", lambda stem: calls["alone"].append(stem) or 0)
+    assert pipeline.book(jobs=2) == 1                     # 05_c failed in the runner
+    assert calls["together"][:2] == (["01_a", "05_c"], 2)
+    assert calls["together"][2] is pipeline._run_side_by_side
+    assert calls["alone"] == ["02_bitmap_allocator"]      # a timing chapter, after the others
+    out = capsys.readouterr()
+    assert "[01_a] re-run: input changed: x.py" in out.out
+    assert "[02_bitmap_allocator] re-run: core changed: effdl_lib/stats.py" in out.out
+    assert "[04_b] up to date" in out.out and "failed chapters: 05_c" in out.err
+    calls["alone"].clear()
+    assert pipeline.book(jobs=1) == 0 and calls["alone"] == ["01_a", "05_c", "02_bitmap_allocator"]
+
+
+def test_threads_are_an_execution_setting_capped_side_by_side(monkeypatch):
+    from effdl_lib import provenance, runtime
+    assert provenance.parameters_hash({"seeds": 3, "threads": 2}) == \
+        provenance.parameters_hash({"seeds": 3, "threads": 1})
+    assert provenance.parameters_hash({"seeds": 3}) != provenance.parameters_hash({"seeds": 4})
+    monkeypatch.setenv("EFFDL_MAX_THREADS", "1")
+    assert runtime.setup(threads=2).threads == 1
+    monkeypatch.delenv("EFFDL_MAX_THREADS")
+    assert runtime.setup(threads=2).threads == 2
+    import torch
+    torch.set_num_threads(1)
