@@ -449,3 +449,36 @@ def test_synthetic_teacher_permuted_noise_is_one_wrong_class_per_true_class():
     assert len(np.unique(given[wrong])) == 10  # a derangement: every class is someone's confusion
     with pytest.raises(ValueError, match="unknown noise"):
         D.synthetic_teacher(data, rows, seed=0, noise="gaussian")
+
+
+def test_cifar10_reader_labels_from_folders_and_caches(tmp_path, monkeypatch):
+    import io
+    import tarfile
+    from PIL import Image
+    tar_path = tmp_path / "cifar.tar.gz"
+    colours = {"train/truck/0001.jpg": (0, 0, 255), "train/airplane/0000.jpg": (255, 0, 0),
+               "test/cat/0000.jpg": (0, 255, 0)}
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for name, rgb in colours.items():
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32), rgb).save(buf, format="JPEG", quality=95)
+            info = tarfile.TarInfo(name)
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    monkeypatch.setenv("EFFDL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(D._data, "path", lambda name, download=True: tar_path)
+    x, y = D._cifar10_rgb("train")
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.uint8
+    assert y.tolist() == [0, 9]  # airplane, truck: sorted by member name
+    assert x[0, :, :, 0].mean() > 200 and x[1, :, :, 2].mean() > 200
+    assert D._cifar10_rgb("test")[1].tolist() == [3]
+
+    def offline(name, download=True):
+        raise AssertionError("the archive was read again")
+    monkeypatch.setattr(D._data, "path", offline)
+    x2, y2 = D._cifar10_rgb("train")  # from the cache
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    cached = tmp_path / "cache" / "cifar10_train_rgb_jpeg.npz"
+    cached.write_bytes(b"corrupt")
+    monkeypatch.setattr(D._data, "path", lambda name, download=True: tar_path)
+    assert np.array_equal(D._cifar10_rgb("train")[1], y)  # decoded again, not trusted

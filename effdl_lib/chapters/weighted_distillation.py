@@ -176,7 +176,9 @@ class Config(ChapterConfig):
         smoke = cls(seeds=2, n_labeled=(300,), n_val=300, n_unlabeled=2000, n_test=2000,
                     teacher_steps=120, student_steps=150, teacher_width=8, student_width=16,
                     variants=(), timing_repeats=2, timing_steps=20)
-        cpu = cls(seeds=5, n_labeled=(1000,), n_val=1000, n_unlabeled=10000, n_test=10000,
+        # Sized in probes on seeds 7 and 100 (never reported) so that the teacher is
+        # stronger than the student trained on L alone and the oracle clearly above both.
+        cpu = cls(seeds=4, n_labeled=(1000,), n_val=1000, n_unlabeled=10000, n_test=5000,
                   teacher_steps=500, student_steps=1000, student_width=32)
         gpu = cls(seeds=3, n_labeled=(7500, 10000, 12500, 15000, 17500, 20000), n_val=2000,
                   n_unlabeled=25000, n_test=10000, teacher_steps=8000, student_steps=4000,
