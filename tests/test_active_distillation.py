@@ -305,3 +305,11 @@ def test_active_loop_on_a_tiny_synthetic_pool(tmp_path, monkeypatch):
             assert all(r["m"] == 0 for r in rows[1:])
     with pytest.raises(ValueError, match="unknown selection rule"):
         ad.active_loop(ctx, "weak", "coreset", cfg, rt)
+    sweep = ad.m_sweep(ctx, cfg, rt, fractions=(0.0, 0.5)).set_index("rule")
+    rad0 = sweep[sweep.m_fraction == 0.0].iloc[0]
+    assert rad0.overlap_margin == pytest.approx(1.0)            # m = 0: greedy margin
+    assert rad0.informativeness == pytest.approx(sweep.loc["margin", "informativeness"])
+    assert sweep.loc["random", "overlap_margin"] == pytest.approx(20 / 200)
+    assert sweep.loc["random", "k_star_fraction"] == 1.0
+    for s in ("weak", "strong"):                                # expected accuracy of random
+        assert sweep.loc["random", f"teacher_acc_{s}"] == pytest.approx(ctx.teachers[s].accuracy["unlabeled"])
