@@ -265,6 +265,7 @@ def sync_prose(src: Path) -> None:
         for key in DISPLAY_METADATA:
             meta.pop(key, None)
         meta.update(_display_metadata(new.metadata))
+        meta.setdefault("tags", [])  # papermill looks the parameters cell up by its tags
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
