@@ -95,6 +95,21 @@ REGISTRY: dict[str, DataFile] = {f.name: f for f in [
              "ca41bd684c328b82ef561df48057cf789453958bdb042985dfcdc06f33b62e5a",
              "1000 Genomes phase 3 (GRCh37), chr21, sample NA20787; official source: the "
              "project's FTP release ALL.chr21.phase3_*.vcf.gz, then select the sample"),
+    *[DataFile(f"genomes/chr20-fasta{suffix}", f"genomes/ucsc.hg19.chr20.unittest.fasta.gz{ext}", digest,
+               "hg19 chr20, real sequence at 9,995,000-11,095,000 only (rest N), bgzipped "
+               "(google/nucleus @ 68d3947, nucleus/testdata/)",
+               url=f"https://raw.githubusercontent.com/google/nucleus/68d3947/nucleus/testdata/"
+                   f"ucsc.hg19.chr20.unittest.fasta.gz{ext}")
+      for suffix, ext, digest in [
+          ("", "", "c496507c09cc08746b89d03990f9390e95d333d74d0ae838fd62766f068f9943"),
+          ("-fai", ".fai", "3cc62926bafa8f397679927070c40e970a414bb21fdb92c46dfb497a7a955032"),
+          ("-gzi", ".gzi", "84c658416cc44cc2a230575965422894099652b92e483dec1673017968ebca71")]],
+    DataFile("genomes/chr20-giab", "genomes/test_nist.b37_chr20_100kbp_at_10mb.vcf.gz",
+             "50cf21fa136216c6aa92d71120d275965cbc0507d82ec1e98800713d92ef3044",
+             "GIAB high-confidence calls for NA12878, chr20:10.00-10.10 Mb; every REF matches "
+             "the chr20 FASTA (google/nucleus @ 68d3947, nucleus/testdata/)",
+             url="https://raw.githubusercontent.com/google/nucleus/68d3947/nucleus/testdata/"
+                 "test_nist.b37_chr20_100kbp_at_10mb.vcf.gz"),
 ]}
 
 
