@@ -293,3 +293,23 @@ def test_vint_matches_python_reference(v, w):
     e = c.vint_encode(v, w)
     assert e == g.py_vint_encode(v, w)
     assert g.py_vint_decode(e, len(v), w) == v.tolist()
+
+
+@pytest.mark.parametrize("name,encode,decode", [
+    ("vint", lambda v: c.vint_encode(v, 5), lambda d, n: c.vint_decode(d, n, 5)),
+    ("rice", lambda v: c.rice_encode(v, 3), lambda d, n: c.rice_decode(d, n, 3)),
+    ("gamma", lambda v: c.gamma_encode(v + 1), lambda d, n: c.gamma_decode(d, n)),
+    ("huffman", lambda v: c.huffman_encode(v % 256, 8), lambda d, n: c.huffman_decode(d, n, 8)),
+    ("ac", lambda v: c.ac_encode(v % 2, 4), lambda d, n: c.ac_decode(d, n, 4)),
+    ("bases", lambda v: c.pack_bases(v % 4), lambda d, n: c.unpack_bases(d, n)),
+])
+def test_decoders_never_read_past_a_view(name, encode, decode):
+    """A truncated *view* into the full encoding: the bytes past its end are the real
+    ones, so a decoder that read past the view would succeed instead of raising."""
+    v = np.random.default_rng(0).integers(0, 5000, 3000).astype(np.uint64)
+    full = np.frombuffer(encode(v), dtype=np.uint8)
+    assert np.array_equal(np.asarray(decode(full, len(v)), dtype=np.uint64) % 8,
+                          np.asarray(decode(full.tobytes(), len(v)), dtype=np.uint64) % 8)
+    for cut in (len(full) - 1, len(full) // 2, 1):
+        with pytest.raises(c.CodecError):
+            decode(full[:cut], len(v))
