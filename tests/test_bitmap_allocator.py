@@ -445,7 +445,7 @@ def test_subprocess_glibc_and_preloads():
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                     reason="no C compiler")
 def test_pxd_usable_from_cython(tmp_path):
-    """Another Cython module reaches a BitmapPool's C pool through allocator.pxd."""
+    """Another Cython module reaches a BitmapPool's C pool through effdl_lib/_allocator.pxd."""
     (tmp_path / "consumer.pyx").write_text(textwrap.dedent("""
         # cython: language_level=3
         from effdl_lib._allocator cimport ap_alloc, ap_free, BitmapPool
@@ -540,9 +540,11 @@ def fake_results(interference=QUIET_I, first_above=8 << 20):
                         "forward": [1.0, 1.0, 1.0, 0.75, 0.70, 0.80]})
     t = lambda *v: {"traversal_ns": list(v), "alloc_free_ns": [10.0] * len(v),
                     "scan_ns": [1.0] * len(v)}
+    lay = lambda d, e, p: {**d, "page_entries_per_page": [e] * 3, "same_page": [p] * 3}
     w1_big = fake_bench({"malloc": t(100.0, 120.0, 110.0), "lifo": t(90.0, 95.0, 92.0),
-                         "bitmap": t(5.0, 6.0, 5.5), B.FLOOR: t(2.5, 2.6, 2.4),
-                         "glibc": t(101.0, 99.0, 100.0), "jemalloc": t(6.0, 7.0, 6.5)},
+                         "bitmap": lay(t(5.0, 6.0, 5.5), 2.0, 0.98), B.FLOOR: t(2.5, 2.6, 2.4),
+                         "glibc": lay(t(101.0, 99.0, 100.0), 30.0, 0.5),
+                         "jemalloc": lay(t(6.0, 7.0, 6.5), 2.5, 0.4)},
                         interference, n=1 << 20)
     w1_small = fake_bench({"bitmap": t(1.0, 1.0), "lifo": t(1.0, 1.0)}, interference, n=1 << 12)
     rounds = pd.DataFrame({"allocator": ["malloc"] * 4 + ["bitmap"] * 4,
@@ -611,6 +613,8 @@ def test_headline_figures_by_hand():
     assert h["cliff_hi_mib"] == 8.0 and h["best_real"]["W1"] == "jemalloc"
     assert h["w4_bitmap_entries_last"] == pytest.approx(3.1)
     assert h["quiet_sections"] == h["sections"]
+    assert h["jemalloc_layout"] == ("on W1, page entries per page: jemalloc 2.50 (40% same page), "
+                                    "bitmap 2.00 (98% same page), glibc 30.00 (50% same page)")
 
 
 def test_locality_over_seeds_and_drift_are_deterministic_for_pools():

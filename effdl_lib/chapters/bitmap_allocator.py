@@ -316,16 +316,17 @@ def table(res: bench.BenchResult, q: float = bench.DEFAULT_QUANTILE):
     return pd.DataFrame(rows).T
 
 
-def cache_sweep(sizes: Iterable[int], repeats: int = 3, seed: int = 0,
+def cache_sweep(sizes: Iterable[int], repeats: int = 3, seed: int = 0, inner: int = 2,
                 wait_quiet_s: float = 0.0) -> tuple[bench.BenchResult, dict[str, Any]]:
     """The effective cache of a list walk: for each size, n 32-byte nodes linked in a
-    random order (every step a random access), walked; sizes interleaved over repeats.
-    Returns the bench result and bench.find_cliff over the per-size minima, with the
-    cliff in bytes (effective cache between last_below and first_above)."""
+    random order (every step a random access), walked ``inner`` times (the fastest
+    kept); sizes interleaved over repeats.  Returns the bench result and
+    bench.find_cliff (factor CLIFF_FACTOR) over the per-size minima, with the cliff in
+    bytes (effective cache between last_below and first_above)."""
     sizes = sorted(set(int(s) for s in sizes))
     if len(sizes) < 3:
         raise ValueError("the cache sweep needs at least 3 sizes")
-    arms = {str(n): (lambda n=n: {"ns": float(np.min(layout_walk(n, False, seed, 1, False)["list_ns"]))})
+    arms = {str(n): (lambda n=n: {"ns": float(np.min(layout_walk(n, False, seed, inner, False)["list_ns"]))})
             for n in sizes}
     res = bench.interleave(arms, repeats, rule=QUIET, wait_quiet_s=wait_quiet_s)
     mins = [float(np.nanmin(res.values(str(n), "ns"))) for n in sizes]
@@ -418,10 +419,10 @@ class Config(ChapterConfig):
         smoke = cls(sizes=(1 << 12, 1 << 14), target_n=1 << 14, repeats=2, inner=1, seeds=2,
                     obj_sizes=(32, 48), w4_n=1 << 12, w4_rounds=3, hint_n=1 << 12,
                     cache_sizes=(1 << 12, 1 << 13, 1 << 14), ordered_list_max_n=1 << 12)
-        cpu = cls(sizes=(1 << 14, 1 << 17, 1 << 20), target_n=1 << 20, repeats=5, inner=3,
+        cpu = cls(sizes=(1 << 14, 1 << 17, 1 << 20), target_n=1 << 20, repeats=4, inner=3,
                   seeds=3, obj_sizes=(32, 48), w4_n=1 << 18, w4_rounds=6, hint_n=1 << 16,
                   cache_sizes=tuple(bench.geometric_sizes(1 << 16, 1 << 20, 2)),
-                  wait_quiet_s=20.0)
+                  wait_quiet_s=5.0)
         gpu = _dc.replace(cpu, sizes=cpu.sizes + (1 << 21, 1 << 22), target_n=1 << 22,
                           repeats=7, seeds=5, w4_rounds=10,
                           cache_sizes=tuple(bench.geometric_sizes(1 << 16, 1 << 22, 2)),
@@ -673,9 +674,27 @@ def headline(results: Mapping[str, Any]) -> dict[str, Any]:
         "loadavg_after": (tgt.interference.loadavg_after or (float("nan"),))[0],
         "best_real": best, "walks": walks,
     }
+    h["jemalloc_layout"] = _layout_text(
+        {"W1": tgt, "W4": results["w4"]}, ("jemalloc", "bitmap", GLIBC_SUBPROCESS))
     for a in ("malloc", "bitmap"):
         for what, col in (("ns", "traversal_ns"), ("page", "same_page"),
                           ("entries", "page_entries_per_page")):
             h[f"w4_{a}_{what}_first"] = float(w4.loc[(a, first), col])
             h[f"w4_{a}_{what}_last"] = float(w4.loc[(a, last), col])
     return h
+
+
+def _layout_text(by_workload: Mapping[str, bench.BenchResult], arms: Iterable[str]) -> str:
+    """'on W1, page entries per page: jemalloc 2.02, bitmap 2.00, ...' from the first
+    repeat of each arm (deterministic columns)."""
+    parts = []
+    for w, res in by_workload.items():
+        have = [a for a in arms if a in res.arms
+                and np.isfinite(res.values(a, "page_entries_per_page")[:1]).all()
+                and res.values(a, "page_entries_per_page").size]
+        if not have:
+            continue
+        cells = ", ".join(f"{a} {res.values(a, 'page_entries_per_page')[0]:.2f} "
+                          f"({res.values(a, 'same_page')[0]:.0%} same page)" for a in have)
+        parts.append(f"on {w}, page entries per page: {cells}")
+    return "; ".join(parts) if parts else "no real allocator ran"
