@@ -158,10 +158,11 @@ glue("setup_s", setup_s)
 print(f"2-worker cluster ready in {setup_s:.1f} s; workers: {sorted(two.run(lambda: 1))}")
 
 # %% [markdown]
-# ## The report's workload: 100 sorts
+# ## The report's workload, scaled: sorts of a million integers
 #
 # The report's one timing: 100 tasks, each sorting $10^6$ generated integers (about
-# 70 MiB shipped in all), 53.285 s end to end on an unstated number of nodes. Here each
+# 70 MiB shipped in all), 53.285 s end to end on an unstated number of nodes. The cpu
+# profile runs half as many tasks (the `gpu` profile all 100). Here each
 # task generates its integers from a seed, so nothing is shipped but the function and a
 # checksum: the workload measures scheduling and compute, not the LAN. Serial (a loop
 # in this process), one worker and two workers run in every repeat, in rotated order;
@@ -199,7 +200,9 @@ glue("sort_task_ms", 1000 * _s["serial"] / cfg.sort_tasks)
 #
 # Empty tasks, all submitted at once: what is left of their time is the engine's
 # overhead per task (serialisation, scheduler bookkeeping, two network hops on
-# loopback). Dask's best-practices documentation puts it at 200 µs to 1 ms.
+# loopback). Dask's best-practices documentation puts it at 200 µs to 1 ms. Our clusters
+# hand each worker one task at a time (see "Faults" below), so every empty task here
+# also waits for a round trip to the scheduler: an upper bound on Dask's own cost.
 
 # %%
 overhead = gs.overhead_experiment({"serial": None, "1 worker": one, "2 workers": two}, cfg)
@@ -427,27 +430,28 @@ glue("ga_mod_s", _secs["ga_modified"])
 with tempfile.TemporaryDirectory() as tmp:
     faults = gs.fault_experiment(cfg, tmp)
 pd.DataFrame([{k: f[k] for k in ("repeat", "n_tasks", "results", "distinct", "correct",
-                                 "executions", "killed_after", "killed_ran")}
+                                 "starts", "killed_after", "killed_ran")}
               for f in faults])
 
 # %% tags=["remove-cell"]
-glue("fault_reruns", sum(f["executions"] - f["n_tasks"] for f in faults))
+glue("fault_reruns", sum(f["starts"] - f["n_tasks"] for f in faults))
 glue("fault_runs", len(faults))
 glue("fault_all", all(f["correct"] == f["n_tasks"] == f["distinct"] for f in faults))
 
 # %% [markdown]
 # In {glue:text}`fault_runs` run(s), every result arrived exactly once and correct
-# ({glue:text}`fault_all`); {glue:text}`fault_reruns` task execution(s) were repeated
-# because they were on the dead worker (re-running a task must therefore be harmless,
-# as it is for a pure function).
+# ({glue:text}`fault_all`); {glue:text}`fault_reruns` task(s) were started a second time
+# because the dead worker held them (so re-running a task must be harmless, as it is for
+# a pure function). `killed_ran` is how many results the victim had delivered before.
 #
 # **Allowed failures exhausted.** A task that kills its own worker every time (a crash
 # in C, the kernel's OOM killer) is not retried forever: after
 # `distributed.scheduler.allowed-failures` + 1 deaths (here 1 + 1) Dask marks it failed
 # with `KilledWorker`, and the runner raises a `SweepError` that names the
-# configuration, while the results finished before it stay in the checkpoint. A task
-# that was merely queued on the same worker when it died also counts as a suspect, so
-# the error can name that neighbour instead.
+# configuration, while the results finished before it stay in the checkpoint. Dask
+# counts every task the dead worker held as a suspect, so the runner's clusters hand a
+# worker one task at a time (`worker-saturation` 1.0 instead of Dask's 1.1): a crash
+# then implicates only the task that caused it.
 
 # %%
 with tempfile.TemporaryDirectory() as tmp:

@@ -182,7 +182,7 @@ def test_local_cluster_order_checkpoint_chapters_and_clean_shutdown(tmp_path):
         key = 5 * 2**12 + 77
         mon = gs.key_search(client, gs.xor_encrypt(gs.PLAINTEXT, key), bits=16, chunk_bits=12)
         assert mon["key"] == key and mon["chunks_total"] == 16
-        assert 6 <= mon["chunks_done"] <= 16 and mon["stop_s"] >= 0
+        assert 4 <= mon["chunks_done"] <= 16 and mon["stop_s"] >= 0  # completions interleave
         assert not any(client.processing().values())
         # the book's runner on workers: every chapter once, statuses in order
         again = grid.sweep(gs.sleep_task, configs, client=client, progress=False,
@@ -201,10 +201,10 @@ def test_exhausted_allowed_failures_is_a_clear_error(tmp_path):
     before = _children()
     out = gs.exhausted_failures(str(tmp_path), allowed_failures=0)
     assert out["error"] == "SweepError" and out["cause"] == "KilledWorker"
-    # the crashing task, or a task queued on the same worker when it died (Dask counts
-    # both as suspects), is named; what finished before stays on disk
-    assert "'crash': True" in out["message"] or "'x': 1" in out["message"]
-    assert "x2" not in out["kept"] and set(out["kept"]) <= {"x0", "x1", "x3"}
+    # one task per worker at a time: only the crashing task was on the dying worker,
+    # so it is the one named; what finished before it stays on disk
+    assert "{'x': 2, 'crash': True}" in out["message"]
+    assert out["kept"] == ["x0", "x1"]
     assert _wait_gone(before) == set()
 
 
@@ -256,8 +256,10 @@ def test_external_scheduler_two_workers_one_killed(tmp_path, monkeypatch):
         assert df["x"].tolist() == list(range(20))             # every result, once, in order
         assert df["y"].tolist() == [i * i for i in range(20)]
         assert len(grid.Checkpoint(ck).keys()) == 20
-        assert df["pid"].nunique() == 2                          # both workers ran tasks
+        started_by = {int(name.split("-")[1]) for name in os.listdir(log)}
         survivor = procs[2].pid
+        assert started_by == {victim.pid, survivor}              # the victim was working
+        assert set(df["pid"]) <= started_by
         assert (df["pid"] == survivor).sum() >= 10               # the survivor took over
     finally:
         for p in procs:
@@ -417,7 +419,7 @@ def _fake_results(other_busy=0.0):
                            "other_busy": other_busy, "steal": 0.0, "psi_cpu": None}
                           for n, ms in [(10, 1.0), (100, 250.0)] for r in range(3)
                           for a, s in [("serial", 2.0 + r / 10), ("2 workers", 1.0)]])
-    faults = [{"n_tasks": 10, "results": 10, "distinct": 10, "correct": 10, "executions": 11}]
+    faults = [{"n_tasks": 10, "results": 10, "distinct": 10, "correct": 10, "starts": 11}]
     monitor = [{"stop_s": 0.05, "chunks_done": 3, "chunks_total": 10}]
     sched = gs.penalties(pd.DataFrame(
         [{"consistency": "consistent", "heterogeneity": "hihi", "seed": s, "heuristic": h,
@@ -440,3 +442,9 @@ def test_measure_covers_every_claim_and_withholds_timing_under_load():
     assert m["minmin-beats-mct"].estimate.mean > 0
     busy = gs.measure(_fake_results(other_busy=0.6))["speedup-2-workers"]
     assert busy.estimate is None and "withheld" in busy.note and "60%" in busy.note
+    slow = _fake_results()
+    slow["monitor"] = [{"stop_s": 1.5, "chunks_done": 3, "chunks_total": 10,
+                        "other_busy": 0.6, "steal": 0.0, "psi_cpu": None}]
+    assert gs.measure(slow)["monitor-stops"].estimate is None     # a miss under load
+    slow["monitor"][0]["stop_s"] = 0.2
+    assert gs.measure(slow)["monitor-stops"].estimate.mean == 0.2  # a bound under load

@@ -109,7 +109,8 @@ def dask_client(workers: int = 2, scheduler: str | None = None, *,
                 connect_timeout: float = 30) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` / ``$EFFDL_SCHEDULER`` if set,
     else to a new ``LocalCluster`` (``workers`` processes, one thread each, loopback,
-    random port, no dashboard) that is shut down on exit, client first."""
+    random port, no dashboard, one task per worker at a time) that is shut down on
+    exit, client first."""
     from distributed import Client, LocalCluster
 
     address = scheduler_address(scheduler)
@@ -127,11 +128,16 @@ def dask_client(workers: int = 2, scheduler: str | None = None, *,
     sched_kwargs = {"dashboard_address": "127.0.0.1:0"}
     if allowed_failures is not None:
         sched_kwargs["allowed_failures"] = int(allowed_failures)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", scheduler_port=0, dashboard_address=None,
-                           worker_dashboard_address=None, memory_limit=memory_limit,
-                           silence_logs=logging.CRITICAL, env=dict(WORKER_ENV),
-                           scheduler_kwargs=sched_kwargs)
+    import dask
+    # A worker gets a task only when its thread is free (Dask's default queues one more):
+    # long tasks never wait behind each other on one worker while another idles, and a
+    # worker that dies takes only the task it was running with it.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", scheduler_port=0, dashboard_address=None,
+                               worker_dashboard_address=None, memory_limit=memory_limit,
+                               silence_logs=logging.CRITICAL, env=dict(WORKER_ENV),
+                               scheduler_kwargs=sched_kwargs)
     try:
         client = Client(cluster, timeout=connect_timeout)
         try:
