@@ -190,8 +190,10 @@ loc.groupby("allocator", sort=False)[["same_page", "forward", "pages_per_1000", 
 # decided only when its section was quiet under the rule fixed in the module; otherwise
 # its verdict is "not testable at this scale" and the note keeps the measured value and
 # the reason. On this shared machine that is the usual outcome, and it is the honest one:
-# a memcpy stressor on the other core was measured to slow the bitmap walk 4-5x while
-# malloc's rose 10-40 %, so a loaded machine understates the ratios. Before timing we wait
+# interference moves the ratios either way. A memcpy stressor on the other core
+# (memory-bandwidth contention) was measured to slow the streaming bitmap walk 4-5x while
+# malloc's rose 10-40 %, understating the ratio; many processes sharing the last-level
+# cache instead hit malloc's random walk hardest and overstate it. Before timing we wait
 # up to `wait_quiet_s` for a quiet window. The harness's core:
 #
 # ```{literalinclude} ../effdl_lib/toolkits/bench.py
@@ -409,7 +411,10 @@ glue("best_real_text", "; ".join(
 # found {glue:text}`idle_ratio` for malloc over bitmap at this size and a floor of
 # {glue:text}`idle_floor`; the walk's measured cache cliff here lies between
 # {glue:text}`cliff_lo_mib:.1f` and {glue:text}`cliff_hi_mib:.1f` MiB (idle:
-# {glue:text}`idle_cliff`), well below the nominal last-level cache.
+# {glue:text}`idle_cliff`), well below the nominal last-level cache. On a loaded machine
+# malloc's random walk depends on how much of the shared cache the other tenants leave
+# it, so its ratio moves far more between runs than the bitmap walk's ratio to the floor;
+# neither is a verdict here unless the section was quiet.
 #
 # **Was the machine quiet?** {glue:text}`quiet_sections` of {glue:text}`sections` timed
 # sections were quiet. At the target size: {glue:text}`interference_target`. Timing
