@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-$(EXT_STAMP): $(STAMP) setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.h)
+$(EXT_STAMP): $(STAMP) setup.py $(wildcard cython_ext/*.pyx cython_ext/*.pxd cython_ext/*.h effdl_lib/*.pxd)
 	$(PY) setup.py -q build_ext --inplace
 	mkdir -p build && touch $@
 
