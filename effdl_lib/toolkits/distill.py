@@ -742,6 +742,7 @@ def synthetic_topk_teacher(data: LabeledData, rows, seed: int, k: int, acc_low: 
     probs = np.full((len(rows), n_classes), 1e-6)
     probs[np.arange(len(rows))[:, None], members] = ((1 - a) / k)[:, None]
     probs[np.arange(len(rows)), given] += a
+    probs = np.maximum(probs, 1e-6)  # a(x) = 1 leaves the rest of S(x) at 0: keep logs finite
     probs /= probs.sum(1, keepdims=True)
     logits = torch.from_numpy(np.log(probs).astype(np.float32))
     return SyntheticTeacher(logits, a, correct)
