@@ -171,6 +171,23 @@ paper_tab = gc.paper_table(vs0, cat0)
 paper_tab.round(2)
 
 # %% [markdown]
+# **At the paper's scale.** A synthetic genome of {glue:text}`w_snvs:,` SNVs (and indels
+# in chr21's proportion) on one coordinate line, its gaps, bases, inserted sequences and
+# deletion lengths resampled from {glue:text}`first_person`'s chr21, against a catalogue
+# with Watson's {glue:text}`w_cat:,` dbSNP-sized entry count scaled to it
+# (`p_known` = {glue:text}`p_known`). Not Watson, but the same scale: our DNAZip layout
+# takes {glue:text}`w_dnazip:,` bytes, the paper {glue:text}`paper_dnazip:,` for Watson.
+
+# %%
+if results.watson is not None:
+    glue("w_snvs", results.watson_info["snvs"])
+    glue("w_cat", results.watson_info["catalogue_snvs"])
+    glue("w_dnazip", int(results.watson["ours bytes"].iloc[0]))
+glue("paper_dnazip", gc.PAPER_STEPS[0]["paper bytes"])
+record.extra["watson_scale"] = results.watson_info
+results.watson.round(2) if results.watson is not None else "skipped (watson_snvs = 0)"
+
+# %% [markdown]
 # Over all people and seeds (mean and 95 % t-interval of the saving, % of DNAZip):
 
 # %%

@@ -214,3 +214,16 @@ def test_mismatches_counts_differences(small):
     assert g.mismatches(small, back, zygosity=True) > 0      # DNAZip drops zygosity
     changed = dataclasses.replace(back, snv_pos=back.snv_pos + 1)
     assert g.mismatches(small, changed, zygosity=False) == 2 * len(small.snv_pos)
+
+
+def test_synthetic_genome_and_watson_scale(small):
+    a = g.synthetic_genome(small, 2000, seed=5)
+    b = g.synthetic_genome(small, 2000, seed=5)
+    assert a.records() == b.records() and len(a.snv_pos) == 2000
+    assert len(a.ins_pos) == round(1 / 5 * 2000) and set(a.ins_seq) <= set(small.ins_seq)
+    assert np.all(np.diff(a.snv_pos) > 0)
+    tab, info = g.watson_scale(small, 3000, seed=1)
+    assert info["mismatches"] == 0 and info["snvs"] == 3000
+    expect = g.WATSON_CATALOGUE * 3000 / g.WATSON_SNVS
+    assert abs(info["catalogue_snvs"] - expect) < 0.1 * expect   # clipping at the ends merges a few
+    assert tab["ours % of DNAZip"].iloc[0] == 100.0
