@@ -2,7 +2,6 @@
 
 Cluster tests run on loopback only, with random ports and no dashboard, and check that
 no process outlives them. No test asserts on wall time."""
-import itertools
 import os
 import signal
 import subprocess
