@@ -147,10 +147,10 @@ pd.DataFrame(gs.ARCHITECTURE, columns=["component", "2010 framework (report)", "
 
 # %%
 t0 = time.perf_counter()
-two_ctx = grid.dask_client(2)
+two_ctx = grid.dask_client(2, local=True)  # this machine, whatever EFFDL_SCHEDULER says
 two = two_ctx.__enter__()
 setup_s = time.perf_counter() - t0
-one_ctx = grid.dask_client(1)
+one_ctx = grid.dask_client(1, local=True)
 one = one_ctx.__enter__()
 for client in (one, two):
     gs.warm_up(client)  # first imports on each worker, outside every timed section

@@ -145,6 +145,9 @@ def test_scheduler_address_from_environment(monkeypatch):
         grid.scheduler_address()
     monkeypatch.delenv(grid.SCHEDULER_ENV)
     assert grid.scheduler_address() is None
+    with pytest.raises(ValueError, match="local=True"):
+        with grid.dask_client(1, "tcp://127.0.0.1:1", local=True):
+            pass
 
 
 def test_run_chapters_serial_statuses_in_order():
@@ -196,7 +199,9 @@ def test_local_cluster_order_checkpoint_chapters_and_clean_shutdown(tmp_path):
     assert _wait_gone(before) == set()
 
 
-def test_exhausted_allowed_failures_is_a_clear_error(tmp_path):
+def test_exhausted_allowed_failures_is_a_clear_error(tmp_path, monkeypatch):
+    # the chapter's fault demos always use their own local cluster, never a remote one
+    monkeypatch.setenv(grid.SCHEDULER_ENV, "tcp://127.0.0.1:1")
     before = _children()
     out = gs.exhausted_failures(str(tmp_path), allowed_failures=0)
     assert out["error"] == "SweepError" and out["cause"] == "KilledWorker"

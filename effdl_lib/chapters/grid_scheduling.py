@@ -18,7 +18,6 @@ The runner itself is :mod:`effdl_lib.toolkits.grid`. Explained in ``notebooks/10
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -311,7 +310,7 @@ def killed_worker_sweep(n_tasks: int, seconds: float, kill_after: int, folder: s
     os.makedirs(log, exist_ok=True)
     configs = [{"x": i, "seconds": seconds, "log": log} for i in range(n_tasks)]
     killed: dict[str, Any] = {}
-    with grid.dask_client(workers) as client:
+    with grid.dask_client(workers, local=True) as client:  # we kill our own workers
         warm_up(client)
         pids = client.run(os.getpid)  # address -> pid
 
@@ -348,9 +347,9 @@ def exhausted_failures(folder: str, allowed_failures: int = 1) -> dict:
     :class:`grid.SweepError`. Returns the message and what the checkpoint kept."""
     configs = [{"x": i, "crash": i == 2} for i in range(4)]
     try:
-        grid.sweep(crash_task, configs, key=lambda c: f"x{c['x']}", workers=1,
-                   allowed_failures=allowed_failures, checkpoint=folder, progress=False,
-                   desc="crash", retries=0)
+        with grid.dask_client(1, local=True, allowed_failures=allowed_failures) as client:
+            grid.sweep(crash_task, configs, key=lambda c: f"x{c['x']}", client=client,
+                       checkpoint=folder, progress=False, desc="crash", retries=0)
     except grid.SweepError as err:
         return {"error": type(err).__name__, "cause": type(err.__cause__).__name__,
                 "message": str(err), "kept": grid.Checkpoint(folder).keys()}

@@ -104,16 +104,19 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def dask_client(workers: int = 2, scheduler: str | None = None, *,
+def dask_client(workers: int = 2, scheduler: str | None = None, *, local: bool = False,
                 allowed_failures: int | None = None, memory_limit: str | int = "auto",
                 connect_timeout: float = 30) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` / ``$EFFDL_SCHEDULER`` if set,
     else to a new ``LocalCluster`` (``workers`` processes, one thread each, loopback,
     random port, no dashboard, one task per worker at a time) that is shut down on
-    exit, client first."""
+    exit, client first. ``local=True`` always starts the LocalCluster, whatever
+    ``$EFFDL_SCHEDULER`` says (experiments that time or kill their own workers)."""
     from distributed import Client, LocalCluster
 
-    address = scheduler_address(scheduler)
+    if local and scheduler:
+        raise ValueError("local=True starts its own cluster; do not pass a scheduler")
+    address = None if local else scheduler_address(scheduler)
     if address:
         client = Client(address, timeout=connect_timeout)
         try:
