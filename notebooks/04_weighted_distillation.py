@@ -182,7 +182,7 @@ for _kind in wd.WEIGHTINGS:
 # | `oracle` | L plus U with its true labels (upper bound) |
 # | `control_*` | KD and WD, hard and soft, with the positive control's labels |
 
-# %%
+# %% mystnb={"figure": {"caption": "Student test accuracy per arm, mean and 95% CI over paired seeds; weighted-distillation arms highlighted.", "name": "fig-wd-arms"}}
 results = wd.run(cfg, rt)
 table = wd.accuracy_table(results["runs"])
 ax = plots.bar_with_ci(table, "arm", scale=100,
@@ -203,13 +203,14 @@ results["teachers"].round(4).set_index(["seed", "n_labeled"])
 # %% [markdown]
 # ## The method's picture: weight against teacher margin
 #
-# Lines: the three weight functions fitted on all of V (last seed). Circles: the
-# teacher's accuracy on V per margin-quantile bin; the mean out-of-fold (cross-fitted)
-# `raw` weight of the same examples is in the table below, so fit and evaluation never
-# share an example. Crosses: the teacher's true accuracy on U per bin, which the method
+# Lines: the three weight functions fitted on all of V (last seed); these are the weights
+# applied to U. Circles: the teacher's accuracy on V per margin-quantile bin. Diamonds:
+# the mean cross-fitted `raw` weight of the same examples, each predicted by a fit on the
+# other folds of V, so the diamond-to-circle comparison never uses an example both to fit
+# and to evaluate. Crosses: the teacher's true accuracy on U per bin, which the method
 # never sees. Left, the real teacher; right, the positive control.
 
-# %% mystnb={"figure": {"caption": "Weight against the teacher's margin: fitted weight functions (lines), teacher accuracy per margin bin on V (circles) and on U (crosses), real teacher and positive control, last seed.", "name": "fig-wd-weights"}}
+# %% mystnb={"figure": {"caption": "Weight against the teacher's margin: fitted weight functions (lines), teacher accuracy per margin bin on V (circles), cross-fitted weights of the same examples (diamonds) and true accuracy on U (crosses), real teacher and positive control, last seed.", "name": "fig-wd-weights"}}
 ctx = results["contexts"][cfg.n_labeled[0]]
 pictures = {which: wd.weight_picture(ctx, cfg, control=(which == "positive control"))
             for which in ("real teacher", "positive control")}
@@ -221,6 +222,8 @@ for ax, (which, pic) in zip(axes, pictures.items()):
     ax.step(curves["margin"], curves["bins"], where="post", ls=":", label="margin bins")
     ax.scatter(pic["val_bins"]["score"], pic["val_bins"]["accuracy"], color="k", zorder=3,
                label="accuracy on V per bin")
+    ax.scatter(pic["val_bins"]["score"], pic["val_bins"]["oof_weight"], marker="D", s=22,
+               color="tab:purple", zorder=3, label="cross-fitted weight on V per bin")
     ax.scatter(pic["unlabeled_bins"]["score"], pic["unlabeled_bins"]["accuracy"], marker="x",
                color="tab:red", zorder=3, label="true accuracy on U per bin")
     ax.set_xlabel("teacher margin (top-1 minus top-2 probability)")
