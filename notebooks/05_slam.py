@@ -144,16 +144,28 @@ for _alpha in (0.7, 1.0):
 # | `labeled_only` | L only |
 # | `kd_hard`, `kd_soft` | L plus the teacher's hard labels / soft labels (temperature) on U |
 # | `wd_hard` | as `kd_hard`, each U example weighted by chapter 04's estimate of P(teacher correct \| margin) |
-# | `taylor_ce` | L plus hard labels, with Taylor cross-entropy (Feng et al. 2020, order 2) |
+# | `taylor_ce` | L (cross-entropy) plus hard labels on U with Taylor cross-entropy (Feng et al. 2020, order 2) |
 # | `slam`, `slam_norm` | L (plain cross-entropy) plus U with the SLaM loss, unnormalised / normalised |
 # | `oracle` | L plus U with its true labels (upper bound) |
 # | `control_*` | the same methods with the positive-control teacher |
+# | `control_slam_norm_true_alpha` | normalised SLaM with the control's *known* a(x) and k: what perfect estimation would give |
 #
 # $\alpha(x)$ is the isotonic regression of "teacher correct" on the teacher's margin,
 # fitted on V; $k(x)$ is the smallest $k$ whose top-$k$ accuracy on V reaches
 # `k_target`. The positive control gives each U example a label that is right with
-# probability $a(x) \in [0.2, 1]$ rising with the image's brightness, and otherwise one
-# of $k - 1$ other classes of a confusion set that always holds the truth.
+# probability $a(x) \in [0.2, 1]$ rising with the image's brightness, and otherwise the
+# first of $k - 1 = 2$ other classes of a confusion set fixed per true class, which
+# always holds the truth: the noise is systematic, as real teachers' confusions are, so
+# hard-label distillation learns it instead of averaging it out.
+#
+# **Changed after a first run, before this one.** The first cpu run used a control whose
+# wrong labels were drawn at random per example and tested the unnormalised form on it.
+# An independent review pointed out that random per-example noise is averaged out by
+# hard-label distillation (so the control could not show a benefit), and that for
+# $k = 3$ only the normalised form matches the control's model. The control's noise was
+# made systematic, the control claim now tests the normalised form, Taylor-CE now applies
+# to U only (like SLaM), and an arm with the control's true $a(x)$ was added. The first
+# run had found the unnormalised form well below hard-label distillation on that control.
 
 # %%
 results = slam.run(cfg, rt)
@@ -198,7 +210,8 @@ curves = summarize(results["curves"], ["arm", "step"], "test_acc")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, arms, title in ((axes[0], ["kd_hard", "wd_hard", "taylor_ce", "slam", "slam_norm"], "real teacher"),
                         (axes[1], ["control_kd_hard", "control_wd_hard", "control_taylor_ce",
-                                   "control_slam", "control_slam_norm"], "positive control")):
+                                   "control_slam", "control_slam_norm",
+                                   "control_slam_norm_true_alpha"], "positive control")):
     plots.lines_with_ci(curves[curves.arm.isin(arms)], "step", "arm", ax=ax, scale=100,
                         title=title, xlabel="training steps", ylabel="test accuracy (%)")
 plt.show()
@@ -240,6 +253,11 @@ for _arm in ("labeled_only", "kd_hard", "wd_hard", "slam", "slam_norm", "oracle"
              "control_kd_hard", "control_slam", "control_slam_norm"):
     glue(f"acc_{_arm}", float(_acc[_arm]))
 _verdicts = {c.claim.id: c.verdict for c in record.checks}
+glue("acc_control_true_alpha", float(_acc["control_slam_norm_true_alpha"]))
+glue("control_reading", "the control shows the effect the method is built for, so the real-teacher "
+     "results speak to the real teacher, not to a broken implementation" if _verdicts["slam-beats-kd-control"]
+     == "reproduced" else "the positive control did not show the method's benefit at this scale, so the "
+     "real-teacher verdicts cannot separate 'no effect on this teacher' from 'no effect at this scale'")
 glue("verdict_control", _verdicts["slam-beats-kd-control"])
 glue("verdict_real", _verdicts["slam-beats-kd-real"])
 _k_real = sorted({int(k) for levels in results["channels"].query("teacher == 'real'")["k_levels"]
@@ -262,8 +280,9 @@ record.table()
 # **{glue:text}`verdict_real`**. On V the real teacher's top-k accuracy reaches the 90 %
 # target at k = {glue:text}`k_real`, {glue:text}`forms_coincide`. On the positive control SLaM reaches
 # {glue:text}`acc_control_slam:.1%` (normalised {glue:text}`acc_control_slam_norm:.1%`)
-# against {glue:text}`acc_control_kd_hard:.1%` for hard distillation: verdict
-# **{glue:text}`verdict_control`**. The estimated $\alpha$ falls below 1/2 on
+# against {glue:text}`acc_control_kd_hard:.1%` for hard distillation (with the true
+# $a(x)$: {glue:text}`acc_control_true_alpha:.1%`): verdict
+# **{glue:text}`verdict_control`**; {glue:text}`control_reading`. The estimated $\alpha$ falls below 1/2 on
 # {glue:text}`push_away_real:.1%` of U for the real teacher and
 # {glue:text}`push_away_control:.1%` for the control: on those points the loss pushes the
 # student away from the teacher's label. In the halfspace miniature the forward-corrected

@@ -482,3 +482,14 @@ def test_cifar10_reader_labels_from_folders_and_caches(tmp_path, monkeypatch):
     cached.write_bytes(b"corrupt")
     monkeypatch.setattr(D._data, "path", lambda name, download=True: tar_path)
     assert np.array_equal(D._cifar10_rgb("train")[1], y)  # decoded again, not trusted
+
+
+def test_teacher_key_changes_with_the_code_that_trains_it(monkeypatch):
+    data = _toy_data()
+    splits = D.make_splits(data, 20, 20, 20, seed=0, n_test=10)
+    cfg = D.TeacherConfig(width=4, steps=2)
+    key = D.teacher_key(data, splits, cfg)
+    assert D.teacher_key(data, splits, cfg) == key
+    D.teacher_code_hash.cache_clear()
+    monkeypatch.setattr(D, "teacher_code_hash", lambda: "other code")
+    assert D.teacher_key(data, splits, cfg) != key

@@ -124,7 +124,7 @@ def test_choose_k_on_a_hand_made_validation_set():
         S.choose_k(logits, y, 1.5)
 
 
-def test_halfspace_forward_correction_helps_under_noise():
+def test_halfspace_forward_correction_is_not_worse_under_noise():
     out = S.halfspace_rcn(n=2000, dim=10, noise=0.3, margin=0.1, seed=0)
     assert out["forward_corrected"] >= out["plain"] - 0.01
     assert out["forward_corrected_cosine"] > 0.9
@@ -133,18 +133,35 @@ def test_halfspace_forward_correction_helps_under_noise():
 
 
 @needs_data
-def test_topk_control_follows_slams_model():
+@pytest.mark.parametrize("noise", ["permuted", "uniform"])
+def test_topk_control_follows_slams_model(noise):
     data = D.load_dataset("fashion")
-    rows = np.arange(3000)
-    t = D.synthetic_topk_teacher(data, rows, seed=1, k=3)
+    rows = np.arange(60000)  # every training row, the brightest included (a(x) = 1)
+    t = D.synthetic_topk_teacher(data, rows, seed=1, k=3, noise=noise)
     y = data.y[rows]
-    assert D.topk_correct(t.logits, y, 3).all()                        # truth in the top-k
-    assert (D.hard_labels(t.logits).numpy() == y).mean() == pytest.approx(t.correct.mean())
-    assert abs(t.correct.mean() - t.accuracy.mean()) < 0.03            # accuracy as stated
-    again = D.synthetic_topk_teacher(data, rows, seed=1, k=3)
+    assert torch.isfinite(t.logits).all()                               # a(x) = 1 stays finite
+    assert D.topk_correct(t.logits, y, 3).all()                         # truth in the top-k
+    given = D.hard_labels(t.logits).numpy()
+    assert (given == y).mean() == pytest.approx(t.correct.mean())
+    assert abs(t.correct.mean() - t.accuracy.mean()) < 0.01             # accuracy as stated
+    confusions = {(int(a), int(b)) for a, b in zip(y[given != y], given[given != y])}
+    # systematic: one wrong class per true class; uniform: every other class occurs
+    assert len(confusions) == (10 if noise == "permuted" else 90)
+    again = D.synthetic_topk_teacher(data, rows, seed=1, k=3, noise=noise)
     assert torch.equal(again.logits, t.logits)                          # deterministic per seed
     with pytest.raises(ValueError):
         D.synthetic_topk_teacher(data, rows, seed=1, k=1)
+    with pytest.raises(ValueError, match="unknown noise"):
+        D.synthetic_topk_teacher(data, rows, seed=1, k=3, noise="gaussian")
+
+
+def test_taylor_applies_to_pseudo_rows_only():
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 1])
+    side = torch.tensor([[1, 2, 0], [1, 2, 0], [0.5, 3, 1], [0.5, 3, 1]], dtype=torch.float64)
+    want = torch.cat([F.cross_entropy(logits[:2], target[:2], reduction="none"),
+                      S.taylor_cross_entropy(logits[2:], target[2:], 2, "none")]).mean()
+    assert torch.allclose(S.taylor_on_pseudo(logits, target, side, 2), want)
 
 
 def test_config_profiles_and_bad_values():

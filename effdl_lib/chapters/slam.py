@@ -48,7 +48,7 @@ ARXIV = "2302.03806"
 REAL_ARMS = ("labeled_only", "kd_hard", "kd_soft", "wd_hard", "taylor_ce", "slam",
              "slam_norm", "oracle")
 CONTROL_ARMS = ("control_kd_hard", "control_wd_hard", "control_taylor_ce", "control_slam",
-                "control_slam_norm")
+                "control_slam_norm", "control_slam_norm_true_alpha")
 
 
 # ---------------------------------------------------------------- losses
@@ -100,15 +100,24 @@ class SLaMLoss(nn.Module):
 
 
 def taylor_cross_entropy(student_logits: torch.Tensor, target: torch.Tensor,
-                         order: int = 2) -> torch.Tensor:
-    """Feng et al. (2020): sum over i = 1..order of (1 - p_y)^i / i, mean over the batch.
-    A truncation of -log p_y = sum_i (1 - p_y)^i / i, bounded, so it is robust to
-    noisy labels."""
+                         order: int = 2, reduction: str = "mean") -> torch.Tensor:
+    """Feng et al. (2020): sum over i = 1..order of (1 - p_y)^i / i, mean over the batch
+    (``reduction="none"``: per example). A truncation of -log p_y = sum_i (1 - p_y)^i / i,
+    bounded, so it is robust to noisy labels."""
     if order < 1:
         raise ValueError(f"the Taylor order must be >= 1, got {order}")
     p_y = F.softmax(student_logits, dim=1).gather(1, target.long().view(-1, 1)).squeeze(1)
     q = 1 - p_y
-    return sum(q ** i / i for i in range(1, order + 1)).mean()
+    per = sum(q ** i / i for i in range(1, order + 1))
+    return per if reduction == "none" else per.mean()
+
+
+def taylor_on_pseudo(student_logits, target, side, order: int = 2) -> torch.Tensor:
+    """The Taylor-CE baseline on the same footing as SLaM: plain cross-entropy on the
+    labelled rows, Taylor-CE on the pseudo-labelled ones (``side[:, 2]`` = is_pseudo)."""
+    pseudo = side[:, 2] > 0.5
+    ce = F.cross_entropy(student_logits, target.long(), reduction="none")
+    return torch.where(pseudo, taylor_cross_entropy(student_logits, target, order, "none"), ce).mean()
 
 
 # ---------------------------------------------------------------- estimating alpha(x), k(x)
@@ -180,6 +189,7 @@ class Config(ChapterConfig):
     taylor_order: int = 2
     n_folds: int = 5
     control_k: int = 3
+    control_noise: str = "permuted"
     control_acc_low: float = 0.2
     control_acc_high: float = 1.0
     curve_every: int = 100
@@ -194,19 +204,20 @@ class Config(ChapterConfig):
         "batch_size": Range(1, 8192), "lr": Range(0, 1, lo_open=True, hi_open=True),
         "temperature": Range(0, 100, lo_open=True), "k_target": Range(0, 1, lo_open=True),
         "k_bins": Range(1, 100), "taylor_order": Range(1, 20), "n_folds": Range(2, 50),
-        "control_k": Range(2, 10), "control_acc_low": Range(0, 1),
+        "control_k": Range(2, 10), "control_noise": OneOf(D.NOISE_KINDS),
+        "control_acc_low": Range(0, 1),
         "control_acc_high": Range(0, 1), "curve_every": Range(1, 100000)}
     NOT_SIZES: ClassVar[tuple] = ("control_k", "taylor_order", "k_bins")
 
     @classmethod
     def profiles(cls):
-        # The cpu profile uses chapter 04's splits and teacher (same data, sizes, seeds
-        # and teacher config), so the two chapters share one cached teacher per seed.
+        # The cpu profile uses chapter 04's splits, teacher and student (same data, sizes,
+        # seeds and configs), so the two chapters share one cached teacher per seed.
         smoke = cls(seeds=2, n_labeled=300, n_val=500, n_unlabeled=2000, n_test=2000,
                     teacher_steps=120, student_steps=150, teacher_width=8, student_width=64,
                     curve_every=50)
-        cpu = cls(seeds=4, n_labeled=500, n_val=1000, n_unlabeled=10000, n_test=10000,
-                  teacher_steps=400, student_steps=800)
+        cpu = cls(seeds=4, n_labeled=1000, n_val=1000, n_unlabeled=10000, n_test=5000,
+                  teacher_steps=500, student_steps=1000, student_width=32)
         gpu = cls(seeds=5, n_labeled=10000, n_val=2000, n_unlabeled=25000, n_test=10000,
                   teacher_steps=8000, student_steps=8000, dataset="cifar10",
                   teacher_arch="cnn_bn", teacher_width=64, student_arch="cnn",
@@ -270,7 +281,8 @@ def prepare(data: D.LabeledData, cfg: Config, seed: int, rt: Runtime) -> Context
     splits = D.make_splits(data, cfg.n_labeled, cfg.n_val, cfg.n_unlabeled, seed, n_test=cfg.n_test)
     teacher = D.teacher_outputs(data, splits, cfg.teacher(), rt)
     ctl = partial(D.synthetic_topk_teacher, data, seed=seed, k=cfg.control_k,
-                  acc_low=cfg.control_acc_low, acc_high=cfg.control_acc_high)
+                  acc_low=cfg.control_acc_low, acc_high=cfg.control_acc_high,
+                  noise=cfg.control_noise)
     control_u, control_v = ctl(splits.unlabeled), ctl(splits.val)
     y_v = data.y[splits.val]
     channel = {"real": estimate_channel(teacher["unlabeled"], teacher["val"], y_v, cfg, seed),
@@ -333,18 +345,19 @@ def run_arm(arm: str, ctx: Context, cfg: Config, rt: Runtime) -> dict[str, Any]:
         temperature = cfg.temperature if name == "kd_soft" else 1.0
         acc, secs, curve = _train(ctx, cfg, rt, ts.x, ts.target,
                                   partial(D.distill_loss, temperature=temperature), ts.side)
-    elif name == "taylor_ce":
-        x = torch.cat([ctx.x_l, ctx.x_u])
-        acc, secs, curve = _train(ctx, cfg, rt, x, torch.cat([ctx.y_l, y_hat]),
-                                  partial(taylor_cross_entropy, order=cfg.taylor_order))
-    elif name in ("slam", "slam_norm"):
+    elif name in ("taylor_ce", "slam", "slam_norm", "slam_norm_true_alpha"):
         ch = ctx.channel["control" if control else "real"]
-        side_u = torch.from_numpy(np.stack([ch["alpha"], ch["k"], np.ones(len(y_hat))], 1)).float()
+        alpha, k = ch["alpha"], ch["k"]
+        if name == "slam_norm_true_alpha":  # the control's known a(x) and k: no estimation error
+            if not control:
+                raise ValueError("the true alpha is known only for the control")
+            alpha, k = ctx.control_u.accuracy, np.full(len(y_hat), float(cfg.control_k))
+        side_u = torch.from_numpy(np.stack([alpha, k, np.ones(len(y_hat))], 1)).float()
         side_l = torch.tensor([[1.0, 2.0, 0.0]]).repeat(len(ctx.y_l), 1)
+        loss = (partial(taylor_on_pseudo, order=cfg.taylor_order) if name == "taylor_ce"
+                else SLaMLoss(normalized=name.startswith("slam_norm")))
         acc, secs, curve = _train(ctx, cfg, rt, torch.cat([ctx.x_l, ctx.x_u]),
-                                  torch.cat([ctx.y_l, y_hat]),
-                                  SLaMLoss(normalized=(name == "slam_norm")),
-                                  torch.cat([side_l, side_u]))
+                                  torch.cat([ctx.y_l, y_hat]), loss, torch.cat([side_l, side_u]))
     else:
         raise ValueError(f"unknown arm {arm!r}; arms are {', '.join(REAL_ARMS + CONTROL_ARMS)}")
     return {"test_acc": acc, "train_s": secs, "curve": curve}
@@ -444,30 +457,33 @@ _ABSTRACT = "abstract: SLaM 'consistently improves over prior approaches'"
 
 CLAIMS = claims_catalog(
     Claim("slam-beats-kd-control",
-          "Positive control (pseudo-label noise that follows SLaM's own model: alpha spread "
-          "over [0.2, 1], truth always in the teacher's top-k): SLaM, in the unnormalised "
-          "form of the paper's experiments, beats distillation with the teacher's hard labels.",
-          "test accuracy difference (control SLaM - control KD hard), paired by seed",
+          "Positive control (systematic pseudo-label noise that follows SLaM's own model: "
+          "alpha spread over [0.2, 1], truth always in the teacher's top-3): SLaM in the "
+          "normalised form, which matches that model, beats distillation with the teacher's "
+          "hard labels.",
+          "test accuracy difference (control SLaM normalised - control KD hard), paired by seed",
           Rule(0.0), origin=ours("positive control: the method's assumptions hold by construction")),
     Claim("slam-beats-kd-real",
-          "With the real teacher, SLaM (unnormalised) beats distillation with hard labels.",
+          "With the real teacher, hard-label SLaM (the unnormalised form of the paper's "
+          "experiments) beats distillation with hard labels.",
           "test accuracy difference (SLaM - KD hard), paired by seed",
           Rule(0.0), origin=paper(_ABSTRACT), paper_value="consistent improvements (no number offline)"),
     Claim("slam-beats-wd-real",
-          "With the real teacher, SLaM (unnormalised) beats weighted distillation (chapter 04's "
+          "With the real teacher, hard-label SLaM beats weighted distillation (chapter 04's "
           "weights, hard labels).",
           "test accuracy difference (SLaM - WD hard), paired by seed",
           Rule(0.0), origin=paper("experiments: weighted distillation among the baselines (per "
                                   "the paper note, recalled)"),
           paper_value="SLaM ahead (no number offline)"),
     Claim("slam-beats-taylor-real",
-          "With the real teacher, SLaM (unnormalised) beats Taylor cross-entropy on the "
-          "teacher's hard labels.",
+          "With the real teacher, hard-label SLaM beats Taylor cross-entropy (Feng et al. "
+          "2020) on the teacher's hard labels.",
           "test accuracy difference (SLaM - Taylor-CE), paired by seed",
-          Rule(0.0), origin=related("Feng et al. (2020), a baseline of the paper's experiments "
-                                    "(per the paper note, recalled)")),
+          Rule(0.0), origin=paper("experiments: Taylor-CE among the baselines (per the paper "
+                                  "note, recalled)"),
+          paper_value="SLaM ahead (no number offline)"),
     Claim("normalised-beats-unnormalised-control",
-          "On the positive control, where the teacher's top-k holds the truth, the normalised "
+          "On the positive control, where the teacher's top-3 holds the truth, the normalised "
           "form (divided by k - 1) beats the unnormalised one: with hard labels only the "
           "normalised form uses k at all.",
           "test accuracy difference (control SLaM normalised - control SLaM), paired by seed",
@@ -491,7 +507,7 @@ def measure(results: dict[str, Any]) -> dict[str, Measurement]:
                  f"on {100 * real['push_away_unnorm'].mean():.1f} % of U")
     out = {}
     for cid, a, b, note in (
-            ("slam-beats-kd-control", "control_slam", "control_kd_hard", ""),
+            ("slam-beats-kd-control", "control_slam_norm", "control_kd_hard", ""),
             ("slam-beats-kd-real", "slam", "kd_hard", note_real),
             ("slam-beats-wd-real", "slam", "wd_hard", note_real),
             ("slam-beats-taylor-real", "slam", "taylor_ce", note_real),

@@ -411,10 +411,27 @@ class TeacherOutputs:
 CACHE_VERSION = 1
 
 
+@functools.lru_cache(maxsize=1)
+def teacher_code_hash() -> str:
+    """Hash of the code that decides a teacher's logits (its model builder, its training
+    and the training loop; comments and docstrings ignored), so a cached teacher from
+    older code is never reused."""
+    import inspect
+
+    from .. import training
+    from ..provenance import python_code_hash
+    parts = [inspect.getsource(f) for f in (make_model, Standardize, train_teacher,
+                                            training.train, training.batches,
+                                            training.predict_logits)]
+    return python_code_hash("\n".join(parts) + repr(NORMALIZATION))
+
+
 def teacher_key(data: LabeledData, splits: Splits, cfg: TeacherConfig) -> str:
-    """Hash of the data, the split (with its seed) and the teacher config."""
+    """Hash of the data, the split (with its seed), the teacher config and the code that
+    trains it."""
     blob = json.dumps({"v": CACHE_VERSION, "data": data.fingerprint, "split": splits.key,
-                       "seed": splits.seed, "teacher": dataclasses.asdict(cfg)}, sort_keys=True)
+                       "seed": splits.seed, "teacher": dataclasses.asdict(cfg),
+                       "code": teacher_code_hash()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -714,25 +731,36 @@ def paired_estimate(table: pd.DataFrame, a: str, b: str, metric: str) -> Estimat
 
 
 def synthetic_topk_teacher(data: LabeledData, rows, seed: int, k: int, acc_low: float = 0.2,
-                           acc_high: float = 1.0) -> SyntheticTeacher:
+                           acc_high: float = 1.0, noise: str = "permuted") -> SyntheticTeacher:
     """A positive control that follows SLaM's noise model (chapter 05): for row x the
     label given is the true one with probability a(x) (as in :func:`synthetic_teacher`,
     rising with the image's intensity rank), and otherwise one of the k - 1 other classes
     of a confusion set S(x) that always holds the truth. The stated probabilities are
     (1 - a(x)) / k on each class of S(x) plus a(x) on the label given (1e-6 elsewhere):
     the label given is always the argmax (also for a(x) < 1/k), its margin is a(x), and
-    the teacher's top-k classes are S(x), which contain the truth on every row."""
+    the teacher's top-k classes are S(x), which contain the truth on every row.
+
+    ``noise="permuted"`` (systematic): S(x) depends only on the true class (a seeded set
+    of k - 1 other classes per class) and a wrong label is always the first of them, so
+    hard-label distillation learns the confusions instead of averaging them out;
+    ``"uniform"``: S(x) and the wrong label are drawn per row."""
     n_classes = data.n_classes
     if not 2 <= k <= n_classes:
         raise ValueError(f"k must be in [2, {n_classes}], got {k}")
     if not 0 <= acc_low <= acc_high <= 1:
         raise ValueError(f"need 0 <= acc_low <= acc_high <= 1, got {acc_low}, {acc_high}")
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {noise!r}; choose from {', '.join(NOISE_KINDS)}")
     rows = np.asarray(rows, dtype=np.int64)
     rng = np.random.default_rng([int(seed), 0x70C, k])
     u = rng.random(len(data))
-    # k - 1 distinct wrong classes per row: a random order of the K - 1 shifts 1..K-1
-    shifts = np.argsort(rng.random((len(data), n_classes - 1)), axis=1)[:, :k - 1] + 1
-    pick = rng.integers(0, k - 1, len(data))
+    if noise == "permuted":  # k - 1 distinct shifts per true class, the same for every row
+        per_class = np.argsort(rng.random((n_classes, n_classes - 1)), axis=1)[:, :k - 1] + 1
+        shifts = per_class[data.y]
+        pick = np.zeros(len(data), dtype=np.int64)
+    else:  # k - 1 distinct wrong classes per row: a random order of the shifts 1..K-1
+        shifts = np.argsort(rng.random((len(data), n_classes - 1)), axis=1)[:, :k - 1] + 1
+        pick = rng.integers(0, k - 1, len(data))
     a = acc_low + (acc_high - acc_low) * intensity_rank(data)
     a, u, shifts, pick, y = a[rows], u[rows], shifts[rows], pick[rows], data.y[rows]
     others = (y[:, None] + shifts) % n_classes               # S(x) minus the truth
