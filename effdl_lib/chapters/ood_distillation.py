@@ -12,6 +12,7 @@ scratch on the same labels.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
@@ -275,11 +276,13 @@ class Config(ChapterConfig):
                     transfer_size=1000, transfer_sizes=(250, 1000), select_per_source=200,
                     student_steps=80, student_hidden=32, temperatures=(1.0, 4.0),
                     k_shots=(1, 10), finetune_steps=40, finetune_steps_check=80)
+        # cpu: one torch thread. On a shared machine two threads each spin while the other
+        # waits for a core (a cpu run with threads=2 at load 11 took over 30 minutes).
         cpu = cls(seeds=4, val_size=5000, teacher_train=20000, teacher_steps=800,
                   transfer_size=5000, transfer_sizes=(500, 1500, 5000),
                   select_per_source=500, student_steps=700, student_hidden=64,
                   temperatures=(1.0, 2.0, 4.0, 8.0), k_shots=(1, 5, 10, 100),
-                  finetune_steps=200, finetune_steps_check=800, threads=2)
+                  finetune_steps=200, finetune_steps_check=800)
         gpu = dataclasses.replace(cpu, seeds=10, teacher_train=55000, teacher_steps=6000,
                                   student_steps=3000, finetune_steps=500,
                                   finetune_steps_check=2000, device="auto")
@@ -536,6 +539,23 @@ def run_finetune(students: dict, starts: dict[str, str], splits: MnistSplits,
 
 # ---------------------------------------------------------------- the whole experiment
 
+class PhaseClock:
+    """Wall and process CPU time per phase (CPU time is what the run costs on an idle
+    machine with one thread; wall time also holds the waits for a shared core)."""
+
+    def __init__(self):
+        self.rows, self._wall, self._cpu = [], time.perf_counter(), time.process_time()
+
+    def lap(self, phase: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.rows.append({"phase": phase, "wall_s": round(wall - self._wall, 1),
+                          "cpu_s": round(cpu - self._cpu, 1)})
+        self._wall, self._cpu = wall, cpu
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows).set_index("phase")
+
+
 @dataclass
 class Results:
     """Everything a run produces; :func:`measure` turns it into the claims' estimates."""
@@ -552,13 +572,17 @@ class Results:
     tuned: pd.DataFrame
     labelled_choice: dict = field(default_factory=dict)
     control_top_share: float = float("nan")  # random teacher: share of MNIST test on one digit
+    phases: pd.DataFrame | None = None  # wall and process CPU seconds per phase
 
 
 def run(cfg: Config, rt: Runtime, splits: MnistSplits | None = None) -> Results:
     """Teacher, label-free selection, blind students with their controls, fine-tuning."""
+    clock = PhaseClock()
     splits = splits or mnist_splits(cfg.val_size)
     tensors = Tensors.of(splits, held_out_ood(cfg.select_per_source), rt)
+    clock.lap("data")
     teacher = train_teacher(splits, cfg, rt)
+    clock.lap("teacher")
     control = random_teacher()
     teacher_test = device_logits(teacher, tensors.test_x, rt)
     selection = choose_temperatures(teacher, splits, tensors, cfg, rt)
@@ -569,14 +593,17 @@ def run(cfg: Config, rt: Runtime, splits: MnistSplits | None = None) -> Results:
     labelled = {"temps": lab_temps,
                 "best_ood": best_source(selection, lab_temps, OOD_SOURCES, by="val_acc"),
                 "best_free": best_source(selection, lab_temps, STRUCTURE_FREE, by="val_acc")}
+    clock.lap("selection")
     blind, students, hist, sizes = run_blind(teacher, control, splits, tensors, cfg, temps, rt)
+    clock.lap("blind students, controls, sizes")
     tuned = run_finetune(students, finetune_starts(best_ood, cfg), splits, tensors,
                          teacher_test, cfg, rt)
+    clock.lap("fine-tuning")
     control_test = device_logits(control, tensors.test_x, rt)
     return Results(cfg, accuracy(teacher, tensors.test_x, tensors.test_y, rt),
                    accuracy(control, tensors.test_x, tensors.test_y, rt), selection, temps,
                    best_ood, best_free, blind, hist, sizes, tuned, labelled,
-                   float(argmax_histogram(control_test).max()))
+                   float(argmax_histogram(control_test).max()), clock.table())
 
 
 # ---------------------------------------------------------------- measurements
@@ -643,7 +670,7 @@ def prose_values(r: Results) -> dict:
            "best_ood_agree": b.loc[r.best_ood, "agree_teacher"],
            "best_control_acc": acc[control_arm(r.best_ood)],
            "upper_acc": acc[UPPER_BOUND], "seeds": cfg.seeds,
-           "finetune_steps": cfg.finetune_steps,
+           "finetune_steps": cfg.finetune_steps, "val_size": cfg.val_size,
            "transfer_size": cfg.transfer_size,
            "control_accs": ", ".join(f"{acc[control_arm(s)]:.1%} ({s})" for s in OOD_SOURCES
                                      if control_arm(s) in acc.index),
@@ -696,7 +723,8 @@ def record_summary(r: Results) -> dict:
             "advantage_vs_scratch": table(advantage_table(r.tuned).set_index(["steps", "k"])
                                           [["mean", "ci_low", "ci_high", "n"]]),
             "sizes_mean_acc": table(r.sizes.groupby(["size", "arm"])["test_acc"].mean()
-                                    .unstack())}
+                                    .unstack()),
+            "phases": table(r.phases) if r.phases is not None else {}}
 
 
 def measure(r: Results) -> dict[str, Measurement]:
