@@ -772,17 +772,27 @@ CLAIMS = claims_catalog(
           "Weak teacher: the student trained with RAD's queries is at least as accurate as "
           "with margin's for the same number of queries (within half a point).",
           "final test accuracy, RAD - margin, paired by seed",
-          Rule(NON_INFERIORITY), origin=paper(_ACC), paper_value="RAD ahead (no number offline)"),
+          Rule(NON_INFERIORITY), origin=ours("the issue's non-inferiority reading of the paper's 'RAD outperforms': weaker than the paper's claim")),
     Claim("rad-student-vs-random-weak",
           "Weak teacher: the student trained with RAD's queries is at least as accurate as "
           "with random queries (within half a point).",
           "final test accuracy, RAD - random, paired by seed",
-          Rule(NON_INFERIORITY), origin=paper(_ACC), paper_value="RAD ahead (no number offline)"),
+          Rule(NON_INFERIORITY), origin=ours("the issue's non-inferiority reading of the paper's 'RAD outperforms': weaker than the paper's claim")),
     Claim("rad-student-vs-margin-strong",
           "Strong teacher: the student trained with RAD's queries is at least as accurate as "
           "with margin's (within half a point).",
           "final test accuracy, RAD - margin, paired by seed",
-          Rule(NON_INFERIORITY), origin=paper(_ACC), paper_value="RAD ahead (no number offline)"),
+          Rule(NON_INFERIORITY), origin=ours("the issue's non-inferiority reading of the paper's 'RAD outperforms': weaker than the paper's claim")),
+    Claim("rad-beats-margin-weak",
+          "Weak teacher: the student trained with RAD's queries is more accurate than with "
+          "margin's for the same number of queries (the paper's claim, strictly).",
+          "final test accuracy, RAD - margin, paired by seed",
+          Rule(0.0), origin=paper(_ACC), paper_value="RAD ahead (no number offline)"),
+    Claim("rad-beats-random-weak",
+          "Weak teacher: the student trained with RAD's queries is more accurate than with "
+          "random queries (the paper's claim, strictly).",
+          "final test accuracy, RAD - random, paired by seed",
+          Rule(0.0), origin=paper(_ACC), paper_value="RAD ahead (no number offline)"),
     Claim("closed-form-under-a-second",
           "RAD selects b points from a pool of 10^5 (closed-form marginals plus DepRound) in "
           "well under a second.",
@@ -823,7 +833,9 @@ def measure(results: dict[str, Any]) -> dict[str, Measurement]:
         out["rad-above-tradeoff-line-weak"] = Measurement(None, str(exc))
     for cid, setting, other in (("rad-student-vs-margin-weak", "weak", "margin"),
                                 ("rad-student-vs-random-weak", "weak", "random"),
-                                ("rad-student-vs-margin-strong", "strong", "margin")):
+                                ("rad-student-vs-margin-strong", "strong", "margin"),
+                                ("rad-beats-margin-weak", "weak", "margin"),
+                                ("rad-beats-random-weak", "weak", "random")):
         get(cid, setting, lambda s=setting, o=other: _diff(seeds, s, "rad", o, "final_test_acc"))
     sp: bench.BenchResult = results["speed"]
     cfg = results["config"]
