@@ -185,8 +185,11 @@ def staleness(src: Path) -> Staleness:
     source_cells = jupytext.read(src).cells
     nb = json.loads(executed.read_text())
     have = _executed_cells(nb)
-    if [c.source.strip() for c in source_cells if c.cell_type == "code"] != \
-            ["".join(c["source"]).strip() for c in have if c["cell_type"] == "code"]:
+    from .provenance import python_code_hash
+    # Code is compared through its AST: a comment edit in a code cell is synced like
+    # prose, without a re-run.
+    if [python_code_hash(c.source) for c in source_cells if c.cell_type == "code"] != \
+            [python_code_hash("".join(c["source"])) for c in have if c["cell_type"] == "code"]:
         st.errors.append(f"the executed notebook's code differs from {src.name}")
     elif [(c.cell_type, c.source.strip(), _display_metadata(c.metadata)) for c in source_cells] != \
             [(c["cell_type"], "".join(c["source"]).strip(), _display_metadata(c.get("metadata", {})))
@@ -249,8 +252,9 @@ def freshness_problems() -> list[str]:
 
 
 def sync_prose(src: Path) -> None:
-    """Copy markdown cells and cell tags from the source into the executed notebook
-    (only when their code cells already agree): prose edits need no re-run."""
+    """Copy markdown cells, code comments and cell tags from the source into the
+    executed notebook (only when their code cells already agree up to comments): prose
+    edits need no re-run."""
     import jupytext
     executed = src.with_suffix(".ipynb")
     nb = json.loads(executed.read_text())
@@ -258,9 +262,14 @@ def sync_prose(src: Path) -> None:
     want = jupytext.read(src).cells
     if [c["cell_type"] for c in have] != [c.cell_type for c in want]:
         raise ValueError(f"{src.stem}: cells were added or removed; re-run the chapter")
+    from .provenance import python_code_hash
     for old, new in zip(have, want):
         if old["cell_type"] == "markdown":
             old["source"] = new.source
+        elif python_code_hash("".join(old["source"])) == python_code_hash(new.source):
+            old["source"] = new.source
+        else:
+            raise ValueError(f"{src.stem}: a code cell changed; re-run the chapter")
         meta = old.setdefault("metadata", {})
         for key in DISPLAY_METADATA:
             meta.pop(key, None)

@@ -100,3 +100,29 @@ def test_threads_are_an_execution_setting_capped_side_by_side(monkeypatch):
     assert runtime.setup(threads=2).threads == 2
     import torch
     torch.set_num_threads(1)
+
+
+def test_a_comment_in_a_code_cell_is_synced_without_a_re_run(tmp_path, monkeypatch):
+    import nbformat
+    src = tmp_path / "97_demo.py"
+    src.write_text('# %% [markdown]\n# Prose.\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\ny = x + 1  # why\n')
+    import jupytext
+    nb = jupytext.read(src)
+    executed = tmp_path / "97_demo.ipynb"
+    nbformat.write(nb, executed)
+    (tmp_path / "97_demo.record.json").write_text("{}")
+    monkeypatch.setattr(pipeline, "_module_of", lambda s: None)
+    assert not pipeline.staleness(src).prose
+    src.write_text(src.read_text().replace("# why", "# because").replace("Prose.", "New prose."))
+    st = pipeline.staleness(src)
+    assert st.prose and not any("code differs" in e for e in st.errors)
+    pipeline.sync_prose(src)
+    st = pipeline.staleness(src)
+    assert not st.prose
+    cells = json.loads(executed.read_text())["cells"]
+    assert "# because" in "".join(cells[2]["source"]) and "New prose." in "".join(cells[0]["source"])
+    assert all("tags" in c["metadata"] for c in cells)
+    src.write_text(src.read_text().replace("x + 1", "x + 2"))
+    assert any("code differs" in e for e in pipeline.staleness(src).errors)
+    with pytest.raises(ValueError, match="a code cell changed"):
+        pipeline.sync_prose(src)
