@@ -178,8 +178,14 @@ def layer(path: Path) -> str:
     return "core"
 
 
+#: Core modules that only present results (the book's pages, the build pipeline): they
+#: never change a measured number, so editing them does not make records stale.
+PRESENTATION = ("book.py", "pipeline.py")
+
+
 def dependencies(notebook_src: Path) -> list[Path]:
-    """Every library file and Cython source a chapter's notebook reaches by imports."""
+    """Every library file and Cython source a chapter's notebook reaches by imports
+    (presentation-only core modules left out)."""
     files: list[Path] = []
     todo = [(m, PACKAGE) for m in _imported_modules("\n".join(notebook_code(notebook_src)), PACKAGE)]
     seen_mods: set[str] = set()
@@ -195,7 +201,7 @@ def dependencies(notebook_src: Path) -> list[Path]:
                     files.append(p)
             continue
         path = _module_file(dotted)
-        if path is None or path in files:
+        if path is None or path in files or (path.parent == LIB and path.name in PRESENTATION):
             continue
         files.append(path)
         pkg = dotted if path.name == "__init__.py" else dotted.rsplit(".", 1)[0]
