@@ -16,6 +16,7 @@
 
 #include <malloc.h>
 #include <math.h>
+#include <sys/mman.h>
 #include <time.h>
 #include "alloc_pool.h"
 
@@ -38,6 +39,7 @@ typedef struct wl_params {
     size_t n_ops;   /* W2: insert/delete ops; W3: delete+insert pairs */
     uint64_t seed;
     int use_hint;
+    size_t evict_bytes; /* > 0: evict the caches (wl_evict) before every timed walk */
 } wl_params;
 
 typedef struct wl_result {
@@ -61,6 +63,36 @@ static inline double wl_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Cache eviction before a timed walk: read-modify-write one word per 64-byte line of a
+ * private buffer of `bytes` (callers pass a multiple of the last-level cache), so the
+ * walk that follows finds none of its data in any cache level and pays memory's cost.
+ * The buffer is mmap'd once per process (never from the allocator under test, so no
+ * heap is disturbed) and grown when a larger size is asked for; its first touch (page
+ * faults) happens here, outside every timed region.  Returns 0, or -1 when the buffer
+ * cannot be mapped (then nothing is evicted and the caller reports the failure). */
+static unsigned char *wl_evict_buf;
+static size_t wl_evict_len;
+
+static int wl_evict(size_t bytes)
+{
+    if (!bytes) return 0;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes > wl_evict_len) {
+        if (wl_evict_buf) munmap(wl_evict_buf, wl_evict_len);
+        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            wl_evict_buf = NULL;
+            wl_evict_len = 0;
+            return -1;
+        }
+        wl_evict_buf = (unsigned char *)m;
+        wl_evict_len = bytes;
+    }
+    volatile uint64_t *w = (volatile uint64_t *)wl_evict_buf;
+    for (size_t i = 0, lines = bytes / 64; i < lines; ++i) w[i * 8] += 1;
+    return 0;
 }
 
 /* splitmix64: small, fast, and a bijection of its state, so keys drawn from a counter
@@ -121,8 +153,10 @@ static inline void wl_append(wl_node **head, wl_node **tail, wl_node *x, uint64_
 static void wl_measure_list(const wl_params *q, wl_result *r, const wl_node *head, size_t n,
                             int round)
 {
-    for (int k = 0; k < q->repeats; ++k)
+    for (int k = 0; k < q->repeats; ++k) {
+        if (wl_evict(q->evict_bytes)) r->status = AP_NOMEM;
         r->trav_ns[(size_t)round * q->repeats + k] = wl_traverse_list(head, n);
+    }
 }
 
 static size_t wl_usable(const ap_pool *p, const uint64_t *a, size_t n)
@@ -396,7 +430,10 @@ static int wl_tree_churn(ap_pool *p, const wl_params *q, wl_result *r)
     r->churn_ns = q->n_ops ? (wl_now() - t0) / (2.0 * (double)q->n_ops) : NAN;
     size_t cnt = 0;
     if (t.status == AP_OK)
-        for (int k = 0; k < q->repeats; ++k) r->trav_ns[k] = tr_inorder(root, stack, NULL, &cnt);
+        for (int k = 0; k < q->repeats; ++k) {
+            if (wl_evict(q->evict_bytes)) r->status = AP_NOMEM;
+            r->trav_ns[k] = tr_inorder(root, stack, NULL, &cnt);
+        }
     tr_inorder(root, stack, r->addrs, &cnt); /* addr_cap >= n by construction */
     wl_finish(p, r, cnt);
     free(keys);
@@ -411,9 +448,11 @@ static int wl_tree_churn(ap_pool *p, const wl_params *q, wl_result *r)
  * order (ordered == 0: every step a random access, the probe for the effective cache).
  * For each of `repeats`: list_ns[k] = ns/node of the pointer walk (wl_traverse_list,
  * the same loop the workloads time) and, when scan_ns is not NULL, scan_ns[k] = ns/node
- * of an array scan summing the same keys.  Returns AP_OK, AP_EINVAL or AP_NOMEM. */
+ * of an array scan summing the same keys.  evict_bytes > 0: the caches are evicted
+ * (wl_evict) before every timed walk and every scan.  Returns AP_OK, AP_EINVAL or
+ * AP_NOMEM. */
 static int wl_layout_walk(size_t n, int ordered, uint64_t seed, int repeats,
-                          double *list_ns, double *scan_ns)
+                          double *list_ns, double *scan_ns, size_t evict_bytes)
 {
     if (n < 2 || repeats < 1) return AP_EINVAL;
     size_t bytes = ap_round_up(n * sizeof(wl_node), 64);
@@ -440,8 +479,16 @@ static int wl_layout_walk(size_t n, int ordered, uint64_t seed, int repeats,
     const wl_node *head = &a[perm[0]];
     free(perm);
     for (int k = 0; k < repeats; ++k) {
+        if (wl_evict(evict_bytes)) {
+            free(a);
+            return AP_NOMEM;
+        }
         list_ns[k] = wl_traverse_list(head, n);
         if (scan_ns) {
+            if (wl_evict(evict_bytes)) {
+                free(a);
+                return AP_NOMEM;
+            }
             uint64_t sum = 0;
             double t0 = wl_now();
             for (size_t i = 0; i < n; ++i) sum += a[i].key;
@@ -460,6 +507,7 @@ static int wl_run(ap_pool *p, const wl_params *q, wl_result *r)
 {
     r->build_ns = r->alloc_ns = r->free_ns = r->churn_ns = NAN;
     r->n_nodes = r->usable_bytes = 0;
+    r->status = AP_OK;
     int st;
     switch (q->workload) {
     case 1:
@@ -475,6 +523,7 @@ static int wl_run(ap_pool *p, const wl_params *q, wl_result *r)
     default:
         st = AP_EINVAL;
     }
+    if (st == AP_OK && r->status != AP_OK) st = r->status; /* eviction buffer failed */
     r->status = st;
     return st;
 }

@@ -276,14 +276,18 @@ def _check_initial_slots(initial_slots):
 def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
                  Py_ssize_t obj_size=32, uint64_t seed=0, double frac=0.5,
                  int repeats=5, int rounds=10, n_ops=None, initial_slots=64,
-                 bint round_addresses=False):
+                 bint round_addresses=False, evict_bytes=0):
     """Run one workload with all loops in C (GIL released) and return a dict.
 
     allocator: malloc | lifo | bitmap | bitmap_hint | ordered_list.  workload: W1-W4
     (rounds applies to W4; n_ops, default n, to W2/W3).  obj_size is the request size
     (malloc) or pool stride; nodes are 32 bytes.  Times are ns per node (traversal) or
     per operation; "addresses" is the final structure in traversal order (uint64).
-    Bad arguments raise ValueError; MemoryError only when memory runs out."""
+    evict_bytes > 0: before every timed traversal the caches are evicted by touching a
+    private buffer of that many bytes (pass a multiple of the last-level cache), so each
+    walk is served from memory.  Bad arguments raise ValueError; MemoryError only when
+    memory runs out."""
+    _check_evict(evict_bytes)
     if allocator not in ALLOCATOR_KINDS:
         raise ValueError(f"allocator must be one of {sorted(ALLOCATOR_KINDS)}")
     if workload not in WORKLOADS:
@@ -317,6 +321,7 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
     q.n_ops = ops
     q.seed = seed
     q.use_hint = use_hint
+    q.evict_bytes = <size_t>evict_bytes
 
     trav_arr = np.full(<Py_ssize_t>n_rounds * <Py_ssize_t>repeats, np.nan)
     cdef double[::1] trav = trav_arr
@@ -379,12 +384,24 @@ def run_workload(str allocator, str workload="W1", Py_ssize_t n=1 << 16,
     return out
 
 
+#: largest eviction buffer accepted (64 GiB): far above any cache, far below a typo
+MAX_EVICT_BYTES = 1 << 36
+
+
+def _check_evict(evict_bytes):
+    if (isinstance(evict_bytes, bool) or not isinstance(evict_bytes, (int, np.integer))
+            or evict_bytes < 0 or evict_bytes > MAX_EVICT_BYTES):
+        raise ValueError(f"evict_bytes must be an int in [0, 2^36], got {evict_bytes!r}")
+
+
 def layout_walk(Py_ssize_t n, bint ordered=True, uint64_t seed=0, int repeats=5,
-                bint scan=True):
+                bint scan=True, evict_bytes=0):
     """Walk n 32-byte nodes of one contiguous array, linked in address order (ordered:
     the physical floor of a list walk) or in a random order (the cache probe).  Returns
     {"list_ns": [ns/node per repeat], "scan_ns": [ns/node of an array scan of the same
-    nodes] (empty when scan is False), "n", "ordered", "bytes"}."""
+    nodes] (empty when scan is False), "n", "ordered", "bytes"}.  evict_bytes > 0:
+    the caches are evicted before every timed walk and scan (as in run_workload)."""
+    _check_evict(evict_bytes)
     if n < 2 or n > (1 << 32):
         raise ValueError(f"n must lie in [2, 2^32], got {n}")
     if repeats < 1 or repeats > 1000:
@@ -395,8 +412,9 @@ def layout_walk(Py_ssize_t n, bint ordered=True, uint64_t seed=0, int repeats=5,
     cdef double[::1] sv = scan_arr
     cdef double* sp = &sv[0] if scan else NULL
     cdef int rc
+    cdef size_t ev = <size_t>evict_bytes
     with nogil:
-        rc = wl_layout_walk(<size_t>n, ordered, seed, repeats, &lv[0], sp)
+        rc = wl_layout_walk(<size_t>n, ordered, seed, repeats, &lv[0], sp, ev)
     if rc == AP_NOMEM:
         raise MemoryError(f"could not allocate {n} nodes")
     if rc != AP_OK:

@@ -72,6 +72,7 @@ cdef extern from "alloc_workloads.h" nogil:
         size_t n_ops
         uint64_t seed
         int use_hint
+        size_t evict_bytes
 
     ctypedef struct wl_result:
         double* trav_ns
@@ -90,7 +91,7 @@ cdef extern from "alloc_workloads.h" nogil:
 
     # physical floor / cache probe: ordered or random list over one contiguous array
     int wl_layout_walk(size_t n, int ordered, uint64_t seed, int repeats,
-                       double* list_ns, double* scan_ns)
+                       double* list_ns, double* scan_ns, size_t evict_bytes)
 
 
 # Extension types of effdl_lib._allocator.  ``pool`` is the C pool (NULL before

@@ -505,8 +505,10 @@ def test_chapter_profiles_and_claims():
     from effdl_lib.chapter import check_chapter
     assert check_chapter(B) == []
     smoke, cpu = B.Config.resolve("smoke"), B.Config.resolve("cpu")
-    assert max(smoke.sizes) <= 1 << 14 and max(cpu.sizes) <= 1 << 21
-    assert cpu.target_n >= 1 << 20 and max(cpu.cache_sizes) * 32 >= 32 << 20
+    assert max(smoke.sizes) <= 1 << 14 and max(cpu.sizes) <= 1 << 22
+    # the cpu target is 4x this machine's (32 MiB) LLC: 2^22 nodes x 32 B = 128 MiB
+    assert cpu.target_n * 32 >= 4 * (32 << 20) and max(cpu.cache_sizes) * 32 >= 32 << 20
+    assert cpu.evict_factor >= 4 and smoke.evict_factor == cpu.evict_factor
     assert B.CLAIMS["paper-speedups"].rule.decide(None) == "not testable at this scale"
     assert set(B.TIMING_CLAIMS) <= set(B.CLAIMS)
     assert {f"beats-best-real-{w}" for w in B.WORKLOADS} <= set(B.CLAIMS)
@@ -532,14 +534,14 @@ def fake_bench(values, interference=QUIET_I, n=None):
                              B.QUIET, {"n": n})
 
 
-def fake_results(interference=QUIET_I, first_above=8 << 20):
+def fake_results(interference=QUIET_I, first_above=8 << 20, llc=8 << 20):
     import pandas as pd
     cfg = B.Config.resolve("smoke", {"sizes": [1 << 12, 1 << 20], "target_n": 1 << 20})
     loc = pd.DataFrame({"allocator": ["bitmap"] * 3 + ["malloc"] * 3, "seed": [0, 1, 2] * 2,
                         "same_page": [0.98, 0.97, 0.99, 0.5, 0.5, 0.5],
                         "forward": [1.0, 1.0, 1.0, 0.75, 0.70, 0.80]})
     t = lambda *v: {"traversal_ns": list(v), "alloc_free_ns": [10.0] * len(v),
-                    "scan_ns": [1.0] * len(v)}
+                    "churn_ns": [20.0 + x for x in v], "scan_ns": [1.0] * len(v)}
     lay = lambda d, e, p: {**d, "page_entries_per_page": [e] * 3, "same_page": [p] * 3}
     w1_big = fake_bench({"malloc": t(100.0, 120.0, 110.0), "lifo": t(90.0, 95.0, 92.0),
                          "bitmap": lay(t(5.0, 6.0, 5.5), 2.0, 0.98), B.FLOOR: t(2.5, 2.6, 2.4),
@@ -557,13 +559,19 @@ def fake_results(interference=QUIET_I, first_above=8 << 20):
                         "tcmalloc": t(4.0, 4.0), "glibc": t(5.0, 6.0)}, interference, n=4096)
     cliff = {"base": 14.0, "last_below": 4 << 20, "first_above": first_above}
     return {"cfg": cfg, "loc": loc, "w1": {1 << 12: w1_small, 1 << 20: w1_big},
-            "cliff": cliff, "drift": rounds, "hint": {"W2": other, "W3": other}, "w4": other}
+            "cliff": cliff, "cliff_bench": fake_bench({"x": {"ns": [1.0, 1.0]}}, interference),
+            "llc_bytes": llc, "drift": rounds, "hint": {"W2": other, "W3": other}, "w4": other}
 
 
 def test_measure_on_a_quiet_machine_by_hand():
     m = B.measure(fake_results())
     assert [c.id for c, _ in match_measurements(B.CLAIMS, m)] == list(B.CLAIMS)
     assert m["ascending-layout"].estimate.mean == pytest.approx(0.98)
+    assert m["ascending-layout"].estimate.n == 1 and "seeds range 0.9700-0.9900" in m["ascending-layout"].note
+    assert B.CLAIMS["ascending-layout"].rule.decide(m["ascending-layout"].estimate) == REPRODUCED
+    # churn ns/op (unlink + free + alloc + append), not alloc+free: bitmap 20+v vs lifo 20+v
+    assert m["alloc-cost-vs-lifo"].estimate.mean == pytest.approx((25 + 26 + 25.5) / (110 + 115 + 112))
+    assert m["alloc-cost-in-cache"].estimate.mean == pytest.approx(1.0)
     assert m["forward-vs-malloc"].estimate.mean == pytest.approx(0.25)
     floor = m["walk-near-floor"].estimate
     assert floor.mean == pytest.approx(16.5 / 7.5)
@@ -571,6 +579,7 @@ def test_measure_on_a_quiet_machine_by_hand():
     assert (floor.ci_low, floor.ci_high) == pytest.approx((want.ci_low, want.ci_high))
     assert m["traversal-speedup"].estimate.mean == pytest.approx(330 / 16.5)
     assert "between 4.0 MiB and 8.0 MiB" in m["traversal-speedup"].note
+    assert "4.0x the nominal LLC (8.0 MiB" in m["traversal-speedup"].note
     assert m["beats-best-real-W1"].estimate.mean == pytest.approx(19.5 / 16.5)
     assert m["beats-best-real-W1"].note.startswith("best real: jemalloc")
     assert m["beats-best-real-W2"].estimate.mean == pytest.approx(4.0 / 3.0)  # tcmalloc
@@ -592,13 +601,45 @@ def test_measure_withholds_every_timing_verdict_when_loaded():
         assert m[cid].estimate is not None, cid   # deterministic: decided regardless
 
 
-def test_speedup_gated_on_the_measured_cliff():
+def test_speedup_gated_on_four_times_the_llc_and_the_cliff():
     inside = B.measure(fake_results(first_above=64 << 20))["traversal-speedup"]
-    assert inside.estimate is None and "inside the effective cache" in inside.note
+    assert inside.estimate is None and "not beyond the cache" in inside.note
+    # 32 MiB of nodes against a 32 MiB LLC: 1x, not beyond (the old gate said yes)
+    at_llc = B.measure(fake_results(llc=32 << 20))["traversal-speedup"]
+    assert at_llc.estimate is None and "1.0x the nominal LLC" in at_llc.note
     none = B.measure(fake_results(first_above=None))["traversal-speedup"]
-    assert none.estimate is None and "no cache cliff" in none.note
-    ok, why = B.beyond_cache(32 << 20, {"last_below": 8 << 20, "first_above": 16 << 20})
-    assert ok and "8.0 MiB and 16.0 MiB" in why
+    assert none.estimate is not None and "no random-walk cliff" in none.note
+    ok, why = B.beyond_cache(128 << 20, 32 << 20, {"last_below": 8 << 20, "first_above": 16 << 20})
+    assert ok and "8.0 MiB and 16.0 MiB" in why and "4.0x" in why
+    assert not B.beyond_cache((128 << 20) - 1, 32 << 20, {"last_below": 1, "first_above": 2})[0]
+    with pytest.raises(ValueError, match="llc"):
+        B.beyond_cache(1 << 30, 0, {"last_below": 1, "first_above": 2})
+
+
+def test_speedup_withheld_when_the_cache_sweep_was_loaded():
+    r = fake_results()
+    r["cliff_bench"] = fake_bench({"x": {"ns": [1.0, 1.0]}}, LOADED_I)
+    m = B.measure(r)["traversal-speedup"]
+    assert m.estimate is None and "cache sweep: machine loaded" in m.note
+
+
+def test_eviction_arguments_and_cold_walks_keep_results():
+    from effdl_lib._allocator import layout_walk
+    warm = B.run_workload("bitmap", "W1", 1 << 10, seed=3, return_addresses=True)
+    cold = B.run_workload("bitmap", "W1", 1 << 10, seed=3, return_addresses=True,
+                          evict_bytes=1 << 20)
+    assert np.array_equal(warm["addresses"] - warm["arena_base"],
+                          cold["addresses"] - cold["arena_base"])   # eviction changes no layout
+    assert len(cold["traversal_ns"]) == 3 and np.isfinite(cold["traversal_ns"]).all()
+    f = B.floor_walk(1 << 10, repeats=2, evict_bytes=1 << 20)
+    assert len(f["list_ns"]) == len(f["scan_ns"]) == 2
+    for bad in (-1, 1.5, True, 1 << 40):
+        with pytest.raises(ValueError, match="evict_bytes"):
+            B.run_workload("bitmap", "W1", 1 << 8, evict_bytes=bad)
+        with pytest.raises(ValueError, match="evict_bytes"):
+            layout_walk(100, True, 0, 1, False, bad)
+    assert B.default_evict_bytes(4) == 4 * B.llc_bytes()
+    assert B.gb_per_s(2.0) == 16.0 and np.isnan(B.gb_per_s(0.0))
 
 
 def test_headline_figures_by_hand():
@@ -610,6 +651,9 @@ def test_headline_figures_by_hand():
     h = B.headline(r)
     assert h["bitmap_over_floor_min"] == pytest.approx(5.0 / 2.4)
     assert h["malloc_over_bitmap_min"] == pytest.approx(100.0 / 5.0)
+    assert h["floor_gbs"] == pytest.approx(32 / 2.4) and h["target_over_llc"] == 4.0
+    assert h["churn_bitmap_over_lifo_target"] == pytest.approx(25.0 / 110.0)
+    assert h["af_bitmap_over_lifo_target"] == 1.0
     assert h["cliff_hi_mib"] == 8.0 and h["best_real"]["W1"] == "jemalloc"
     assert h["w4_bitmap_entries_last"] == pytest.approx(3.1)
     assert h["quiet_sections"] == h["sections"]
