@@ -205,10 +205,13 @@ def test_guide_init_bad_input_raises_and_leaves_the_student_untouched():
         with pytest.raises(ValueError, match=match):
             G.guide_init(student, teacher)
         assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
-    with pytest.raises(ValueError, match="heads"):
-        G.guide_init(_gpt(16, 8), teacher)                    # 8 heads > 4
-    with pytest.raises(TypeError, match="same norm"):
-        G.guide_init(_gpt(16, 4, norm="rms"), teacher)
+    for student, err, match in ((_gpt(16, 8), ValueError, "heads"),          # 8 heads > 4
+                                (_gpt(16, 4, norm="rms"), TypeError, "same norm"),
+                                (_gpt(16, 4, mlp_ratio=8), ValueError, "MLP")):
+        before = {k: v.clone() for k, v in student.state_dict().items()}
+        with pytest.raises(err, match=match):
+            G.guide_init(student, teacher)
+        assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
     with pytest.raises(ValueError, match="nothing"):
         G.guide_init(_gpt(16, 4), teacher, embeddings=False, first_block=False)
 
