@@ -86,6 +86,7 @@ k_bins = None  # int [1, 100]
 taylor_order = None  # int [1, 20]
 n_folds = None  # int [2, 50]
 control_k = None  # int [2, 10]
+control_noise = None  # str one of uniform, permuted
 control_acc_low = None  # float [0, 1]
 control_acc_high = None  # float [0, 1]
 curve_every = None  # int [1, 100000]

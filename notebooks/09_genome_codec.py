@@ -71,6 +71,7 @@ chunk_ks = None  # tuple[int, ...] [1, 12]
 p_knowns = None  # tuple[float, ...] [0, 1]
 densities = None  # tuple[float, ...] [0, 1000]
 background = None  # str one of uniform, local
+watson_snvs = None  # int [0, 1e+07]
 repeats = None  # int [2, 100]
 
 # %% [markdown]

@@ -214,7 +214,7 @@ class Config(ChapterConfig):
         # The cpu profile uses chapter 04's splits, teacher and student (same data, sizes,
         # seeds and configs), so the two chapters share one cached teacher per seed.
         smoke = cls(seeds=2, n_labeled=300, n_val=500, n_unlabeled=2000, n_test=2000,
-                    teacher_steps=120, student_steps=150, teacher_width=8, student_width=64,
+                    teacher_steps=120, student_steps=150, teacher_width=8, student_width=16,
                     curve_every=50)
         cpu = cls(seeds=4, n_labeled=1000, n_val=1000, n_unlabeled=10000, n_test=5000,
                   teacher_steps=500, student_steps=1000, student_width=32)
