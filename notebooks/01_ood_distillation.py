@@ -246,6 +246,8 @@ ax.set_xlabel("MNIST test accuracy (%)")
 ax.set_ylabel("transfer source (teacher)")
 ax.legend(loc="lower right")
 plt.show()
+
+# %% tags=["hide-input"]
 blind_summary.round(4)
 
 # %% [markdown]
@@ -272,6 +274,8 @@ ax.set_xlabel("teacher's predicted digit")
 ax.set_ylabel("transfer source (teacher)")
 fig.colorbar(im, label="share of transfer set")
 plt.show()
+
+# %% tags=["hide-input"]
 hist.round(3)
 
 # %% [markdown]
@@ -288,6 +292,8 @@ ax = plots.lines_with_ci(size_summary, "size", "arm", scale=100, logx=True,
 ax.set_xlabel("transfer images")
 ax.set_ylabel("MNIST test accuracy (%)")
 plt.show()
+
+# %% tags=["hide-input"]
 size_summary.pivot(index="size", columns="arm", values="mean").round(4)
 
 # %% [markdown]
@@ -309,6 +315,8 @@ ax.set_xscale("symlog", linthresh=1)
 ax.set_xlabel("labels per class (k)")
 ax.set_ylabel("MNIST test accuracy (%)")
 plt.show()
+
+# %% tags=["hide-input"]
 (tuned_summary.pivot(index="k", columns="start", values="mean")
  .join(base.groupby(["k", "start"])["agree_teacher"].mean().unstack().add_prefix("agree "))
  .round(4))

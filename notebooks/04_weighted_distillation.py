@@ -191,6 +191,8 @@ ax = plots.bar_with_ci(table, "arm", scale=100,
                        xlabel="student test accuracy (%), mean and 95% CI",
                        title=f"Students on {cfg.dataset}, n={cfg.seeds} paired seeds")
 plt.show()
+
+# %%
 table.round(4).set_index(["n_labeled", "arm"])
 
 # %% [markdown]
@@ -232,6 +234,8 @@ for ax, (which, pic) in zip(axes, pictures.items()):
 axes[0].set_ylabel("weight / accuracy")
 axes[1].legend(loc="lower right", fontsize=8)
 plt.show()
+
+# %%
 pd.concat({k: p["val_bins"] for k, p in pictures.items()}).round(3)
 
 # %% [markdown]
@@ -264,6 +268,8 @@ ax = plots.bar_with_ci(diffs, "comparison", scale=100,
                        title="Paired differences")
 ax.axvline(0, color="k", lw=0.8)
 plt.show()
+
+# %%
 diffs.round(4).set_index("comparison")
 
 # %% [markdown]

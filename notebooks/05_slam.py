@@ -197,6 +197,8 @@ ax.set_xlabel("estimated alpha(x) = P(teacher correct | margin)")
 ax.set_ylabel("examples of U")
 ax.legend()
 plt.show()
+
+# %%
 results["channels"].round(3)
 
 # %% [markdown]

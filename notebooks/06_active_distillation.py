@@ -269,6 +269,8 @@ axes[1].set_ylabel("expected teacher accuracy on the picks (%)")
 axes[1].legend(fontsize=7)
 axes[1].grid(alpha=0.3)
 plt.show()
+
+# %%
 sweep.round(3)
 
 # %% [markdown]

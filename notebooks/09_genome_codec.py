@@ -214,6 +214,8 @@ gc.plot_vint(results.vint, ax)
 plt.show()
 vcurve = gc.vint_curve(results.vint)
 glue("best_w", int(vcurve["ours / min"].idxmin()))
+
+# %% tags=["hide-input"]
 vcurve.round(3)
 
 # %% [markdown]
@@ -235,6 +237,8 @@ gc.plot_chunks(results.chunks, ax)
 plt.show()
 _huff, _ac = gc.chunk_curve(results.chunks)
 glue("best_k", int(_huff.idxmin()))
+
+# %% tags=["hide-input"]
 pd.DataFrame({"chunk Huffman (B)": _huff}).T.round(0)
 
 # %% [markdown]
