@@ -70,3 +70,17 @@ def test_committed_verdicts_follow_from_samples_and_rules(module):
                 "with effdl_lib.stats (mean_ci, paired_diff, bootstrap_ratio, point)"
             again = Estimate(m["mean"], m["ci_low"], m["ci_high"], m["n"])
         assert rule.decide(again) == c["verdict"], c["id"]
+
+
+@pytest.mark.parametrize("module", CHAPTERS, ids=_ids(CHAPTERS))
+def test_figure_cells_show_only_their_figure(module):
+    """myst-nb gives a cell's figure name to every output of the cell: a figure cell that
+    also returns a table breaks the book build with a duplicate target."""
+    import jupytext
+    for cell in jupytext.read(pipeline.NOTEBOOKS / f"{module.SLUG}.py").cells:
+        if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
+            last = ast.parse(cell.source).body[-1]
+            returns_value = isinstance(last, ast.Expr) and not (
+                isinstance(last.value, ast.Call) and ast.unparse(last.value.func) in ("plt.show", "print", "glue"))
+            assert not returns_value, f"{cell.metadata['mystnb']['figure'].get('name')}: move " \
+                f"'{ast.unparse(last)[:60]}' to its own cell"
