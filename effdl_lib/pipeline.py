@@ -325,13 +325,19 @@ def book(force: bool = False, jobs: int = 2) -> int:
         print(f"running {len(together)} chapters, {jobs} at a time: {', '.join(together)}")
         table = run_chapters(_run_side_by_side, together, jobs=jobs)
         statuses.update(dict(zip(table["chapter"], table["status"])))
+        chapter_s = float(table["seconds"].sum())
     else:
         alone = together + alone
+        chapter_s = 0.0
     for stem in alone:
+        t1 = time.perf_counter()
         statuses[stem] = run_published(stem)
+        chapter_s += time.perf_counter() - t1
     failures = [s for s, status in statuses.items() if status != 0]
     if todo:
-        print(f"chapters re-run in {time.perf_counter() - t0:.0f} s wall time")
+        # the serial time: the chapters' own times added up, as if run one after another
+        print(f"chapters re-run in {time.perf_counter() - t0:.0f} s wall time; "
+              f"{chapter_s:.0f} s one after another (sum of chapter times)")
     if failures:
         print(f"failed chapters: {', '.join(failures)}", file=sys.stderr)
     return 1 if failures else 0
