@@ -44,7 +44,7 @@
 # (here paired seeds); int8 calibrated on test images (here on training images).
 #
 # **Scale.** Training this CNN on a CPU runs at a few hundred images per second per
-# thread, so the cpu profile uses 2,000 training images, 5 epochs, two widths, three
+# thread, so the cpu profile uses 1,500 training images, 4 epochs, two widths, three
 # paired seeds and a $w = 0.5$ teacher instead of $w = 1.4$: absolute accuracies are far below the
 # guide's, and only the differences between arms, paired by seed, are tested. This
 # chapter may take up to 10 minutes (the issue allows it) because fewer images would
@@ -232,7 +232,7 @@ for _cid in ("augmentation-helps", "distillation-adds", "int8-costs-little", "sh
 _learning = [_c for _c in ("augmentation-helps", "distillation-adds") if _v[_c] != "reproduced"]
 glue("scale_reading", "Both learning techniques help even at this scale." if not _learning else
      "Where a learning technique does not help here, a plausible reason (our hypothesis, not "
-     "tested) is the scale: with a few thousand images and five epochs augmentation may slow "
+     "tested) is the scale: with 1,500 images and four epochs augmentation may slow "
      "learning more than it regularises, and a small teacher has less to teach.")
 record.table()
 
