@@ -37,6 +37,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -442,10 +443,20 @@ def embedding_share(vocab_size: int, d_model: int, n_layer: int, block: int, n_h
 TEACHER_VERSION = 1
 
 
+def _teacher_code() -> str:
+    """Hash of the source of the code that builds and trains the teacher."""
+    parts = (lm.GPT, lm.Block, lm.CausalSelfAttention, lm.train, lm.next_token_loss,
+             lm.make_optimizer, lm.param_groups, lm.warmup_cosine, lm.random_windows,
+             lm.windows_at, get_teacher)
+    return hashlib.sha256("".join(inspect.getsource(p) for p in parts).encode()).hexdigest()
+
+
 def teacher_key(cfg: "Config", train_ids: torch.Tensor) -> str:
     """Hash of everything the teacher depends on: its architecture and training
-    settings, the training ids, and the format version."""
-    blob = json.dumps({"v": TEACHER_VERSION, "corpus": cfg.corpus, "vocab": cfg.vocab_size,
+    settings, the training ids, the source of the code that trains it, and the format
+    version."""
+    blob = json.dumps({"v": TEACHER_VERSION, "code": _teacher_code(), "corpus": cfg.corpus,
+                       "vocab": cfg.vocab_size,
                        "arch": dataclasses.asdict(cfg.teacher_config(cfg.vocab_size)),
                        "steps": cfg.teacher_steps, "lr": cfg.teacher_lr, "batch": cfg.batch,
                        "warmup": cfg.teacher_warmup, "wd": cfg.weight_decay,
