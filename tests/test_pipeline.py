@@ -73,7 +73,8 @@ def test_book_runs_stale_chapters_side_by_side_and_timing_chapters_alone(monkeyp
 
     def fake_run_chapters(fn, chapters, jobs):
         calls["together"] = (list(chapters), jobs, fn)
-        return pd.DataFrame({"chapter": chapters, "status": [0, 1][:len(chapters)]})
+        return pd.DataFrame({"chapter": chapters, "status": [0, 1][:len(chapters)],
+                             "seconds": [1.0, 2.0][:len(chapters)]})
 
     monkeypatch.setattr(grid, "run_chapters", fake_run_chapters)
     monkeypatch.setattr(pipeline, "run_published", lambda stem: calls["alone"].append(stem) or 0)
