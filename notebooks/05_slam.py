@@ -168,7 +168,7 @@ for _alpha in (0.7, 1.0):
 # to U only (like SLaM), and an arm with the control's true $a(x)$ was added. The first
 # run had found the unnormalised form well below hard-label distillation on that control.
 
-# %%
+# %% mystnb={"figure": {"caption": "Student test accuracy per arm (real teacher, positive control and bounds), mean and 95% CI over paired seeds.", "name": "fig-slam-arms"}}
 results = slam.run(cfg, rt)
 table = slam.accuracy_table(results["runs"])
 ax = plots.bar_with_ci(table, "arm", scale=100, highlight=[a for a in table.arm if "slam" in a],
@@ -176,6 +176,8 @@ ax = plots.bar_with_ci(table, "arm", scale=100, highlight=[a for a in table.arm 
                        xlabel="test accuracy (%), mean and 95% CI",
                        title=f"Students on {cfg.dataset}, n={cfg.seeds} paired seeds")
 plt.show()
+
+# %%
 table.round(4).set_index("arm")
 
 # %% [markdown]
