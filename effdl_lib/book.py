@@ -216,6 +216,17 @@ def _short_value(v) -> str:
     return f"`{v}`" if isinstance(v, str) else str(v)
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Save a generated page's figure reproducibly (text stays text, no timestamp: same
+    records, same file) and close it."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "effdl"}):
+        fig.savefig(path, metadata={"Date": None}, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def rows_by_paper(records: list[dict], papers: list[Paper]) -> list[dict]:
     """One row per paper in the README's order: its record (or None when planned), plus any
     record whose paper is not in the table, at the end."""
@@ -268,10 +279,7 @@ def verdict_figure(rows: list[dict], path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Text stays text (small, sharp, searchable); no timestamp: same records, same file.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "effdl"}):
-        fig.savefig(path, metadata={"Date": None}, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 FIGURE = "_generated/verdicts.svg"
@@ -440,10 +448,7 @@ def survey_map_figure(rows: list[dict], path: Path) -> Path:
     ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "effdl"}):
-        fig.savefig(path, metadata={"Date": None}, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def survey_map_page(records: list[dict], papers: list[Paper] | None = None,
