@@ -70,35 +70,60 @@ def ours(why: str = "") -> Origin:
 class Rule:
     """Compares an estimate with a threshold: reproduced when the whole 95 % CI is on the
     claimed side, partly when only the mean is, not reproduced otherwise. With fewer than
-    ``min_n`` paired seeds nothing is decided: the claim is not testable at this scale."""
+    ``min_n`` paired seeds nothing is decided: the claim is not testable at this scale.
+
+    ``margin`` > 0 is the smallest effect that counts (for timings on a shared machine:
+    what the same code measured twice can differ by). The mean must then clear
+    ``threshold + margin`` (above; ``threshold - margin`` below) for reproduced or partly,
+    and the CI must still clear the threshold itself for reproduced, so an effect that
+    sits on the threshold is "not reproduced" in every run instead of flipping between
+    partly and not with the noise."""
     threshold: float = 0.0
     direction: str = "above"  # or "below"
     min_n: int = 2
+    margin: float = 0.0
 
     def __post_init__(self):
         if self.direction not in ("above", "below"):
             raise ValueError(f"direction must be 'above' or 'below', not {self.direction!r}")
+        if not self.margin >= 0:
+            raise ValueError(f"margin must be >= 0 (the smallest effect that counts), "
+                             f"got {self.margin!r}")
+
+    @property
+    def bar(self) -> float:
+        """What the mean must clear: the threshold moved by the margin, away from it."""
+        return (self.threshold + self.margin if self.direction == "above"
+                else self.threshold - self.margin)
 
     @property
     def text(self) -> str:
         side = ">" if self.direction == "above" else "<"
-        return (f"reproduced if the 95% CI lies {self.direction} {self.threshold:g}; partly if "
-                f"only the mean is {side} {self.threshold:g}; needs n >= {self.min_n}")
+        if not self.margin:
+            return (f"reproduced if the 95% CI lies {self.direction} {self.threshold:g}; partly "
+                    f"if only the mean is {side} {self.threshold:g}; needs n >= {self.min_n}")
+        return (f"reproduced if the 95% CI lies {self.direction} {self.threshold:g} and the "
+                f"mean is {side} {self.bar:g} (the smallest effect that counts: "
+                f"{self.margin:g}); partly if only the mean is {side} {self.bar:g}; "
+                f"needs n >= {self.min_n}")
 
     def as_dict(self) -> dict:
-        return {"kind": "rule", "threshold": float(self.threshold),
-                "direction": self.direction, "min_n": int(self.min_n)}
+        d = {"kind": "rule", "threshold": float(self.threshold),
+             "direction": self.direction, "min_n": int(self.min_n)}
+        if self.margin:  # records written before margins existed stay byte-identical
+            d["margin"] = float(self.margin)
+        return d
 
     def decide(self, est: Estimate | None) -> str:
         if est is None or est.n < self.min_n:
             return NOT_TESTABLE
         if self.direction == "above":
-            if est.ci_low > self.threshold:
+            if est.ci_low > self.threshold and (not self.margin or est.mean > self.bar):
                 return REPRODUCED
-            return PARTLY if est.mean > self.threshold else NOT_REPRODUCED
-        if est.ci_high < self.threshold:
+            return PARTLY if est.mean > self.bar else NOT_REPRODUCED
+        if est.ci_high < self.threshold and (not self.margin or est.mean < self.bar):
             return REPRODUCED
-        return PARTLY if est.mean < self.threshold else NOT_REPRODUCED
+        return PARTLY if est.mean < self.bar else NOT_REPRODUCED
 
 
 @dataclass(frozen=True)
@@ -120,7 +145,7 @@ class Untestable:
 def rule_from_dict(d: dict) -> Rule | Untestable:
     """The inverse of ``as_dict``, to re-decide a stored verdict."""
     if d["kind"] == "rule":
-        return Rule(d["threshold"], d["direction"], d["min_n"])
+        return Rule(d["threshold"], d["direction"], d["min_n"], d.get("margin", 0.0))
     if d["kind"] == "untestable":
         return Untestable(d["reason"])
     raise ValueError(f"unknown rule kind {d['kind']!r}")

@@ -199,3 +199,30 @@ def test_record_json_has_every_field(tmp_path, monkeypatch):
     assert data["claims_digest"] == claims_digest(data["claims"])
     page = record_page([data])
     assert "demo-1" in page and "1.5 points" in page and "Table 2" in page
+
+
+@pytest.mark.parametrize("est, verdict", [
+    (Estimate(1.32, 1.23, 1.43, 5), cl.REPRODUCED),      # clears the threshold and the margin
+    (Estimate(1.15, 0.95, 1.40, 5), cl.PARTLY),          # mean past 1.1, CI reaches 1
+    (Estimate(1.05, 1.01, 1.09, 5), cl.NOT_REPRODUCED),  # significant but smaller than the margin
+    (Estimate(0.97, 0.90, 1.04, 5), cl.NOT_REPRODUCED),
+    (Estimate(1.10, 1.05, 1.15, 5), cl.NOT_REPRODUCED),  # the mean on the bar is not past it
+])
+def test_rule_margin_above(est, verdict):
+    assert cl.Rule(1.0, margin=0.1).decide(est) == verdict
+
+
+def test_rule_margin_below_text_and_round_trip():
+    rule = cl.Rule(1.0, direction="below", margin=0.1)
+    assert rule.bar == pytest.approx(0.9)
+    assert rule.decide(Estimate(0.8, 0.7, 0.88, 4)) == cl.REPRODUCED
+    assert rule.decide(Estimate(0.85, 0.6, 1.1, 4)) == cl.PARTLY
+    assert rule.decide(Estimate(0.95, 0.92, 0.98, 4)) == cl.NOT_REPRODUCED
+    assert "smallest effect that counts: 0.1" in rule.text
+    assert cl.rule_from_dict(rule.as_dict()) == rule
+    # without a margin the stored spec is what records written before margins hold
+    assert "margin" not in cl.Rule(1.0).as_dict()
+    assert cl.rule_from_dict({"kind": "rule", "threshold": 1.0, "direction": "above",
+                              "min_n": 2}) == cl.Rule(1.0)
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        cl.Rule(1.0, margin=-0.1)
