@@ -85,6 +85,7 @@ ordered_list_max_n = None  # int [256, 1.04858e+06]
 preloads = None  # bool
 locality_n = None  # int one of 4096
 evict_factor = None  # int [0, 64]
+w3_ops = None  # int | None [1, 1.67772e+07]
 
 # %% [markdown]
 # ## Set-up
@@ -370,14 +371,20 @@ print(dr.attrs["interference"].describe())
 # hint; W3 churns a treap with the parent as the hint and walks it in order. Both
 # layouts stay random for every allocator: a hint can only help where a free slot lies
 # near the hinted address. The real allocators run every workload too, W4 included, so
-# that each workload has a "best real allocator" to beat.
+# that each workload has a "best real allocator" to beat. W2 and W3 run at
+# {glue:text}`hint_mib:.1f` MiB of live nodes and W4 at {glue:text}`w4_mib:.1f` MiB, in
+# the cpu profile past the random-walk cliff: in an earlier version at 2 and 8 MiB, half
+# in the cache, the same arm moved by 25 % to 300 % between runs and two verdicts
+# flipped (see the claims below).
 
 # %%
-few = min(cfg.repeats, 3)
-hint = {w: fbf.compare(["malloc", "lifo", "bitmap", "bitmap_hint", *real], w, cfg.hint_n, 32,
-                       few, inner=cfg.inner, evict_bytes=evict) for w in ("W2", "W3")}
-w4 = fbf.compare(["malloc", "lifo", "bitmap", *real], "W4", cfg.w4_n, 32, few,
+hint = {w: fbf.compare(["bitmap", "bitmap_hint", *real], w, cfg.hint_n, 32, cfg.repeats,
+                       inner=cfg.inner, evict_bytes=evict,
+                       n_ops=cfg.w3_ops if w == "W3" else None) for w in ("W2", "W3")}
+w4 = fbf.compare(["bitmap", *real], "W4", cfg.w4_n, 32, cfg.repeats,
                  inner=1, rounds=cfg.w4_rounds, evict_bytes=evict)  # one walk per round; the minimum is over repeats
+glue("hint_mib", cfg.hint_n * fbf.NODE_BYTES / 2**20)
+glue("w4_mib", cfg.w4_n * fbf.NODE_BYTES / 2**20)
 pd.concat({w: fbf.table(r)[["walk ns/node (min)", "same_page", "page_entries_per_page"]]
            for w, r in {**hint, "W4": w4}.items()}, axis=1).round(3)
 
@@ -401,6 +408,17 @@ pd.concat({w: fbf.table(r)[["walk ns/node (min)", "same_page", "page_entries_per
 # Rules fixed in `effdl_lib/chapters/bitmap_allocator.py` before the run; locality over
 # seeds; ratios by paired bootstrap over interleaved repeats, each repeat's value the
 # fastest of its walks. Timing claims carry the interference of their own section.
+#
+# **Rules changed after a run, and why.** Two quiet runs of the previous version, back to
+# back, agreed on 13 of 15 verdicts: `hint-with-slack` went from partly (1.06
+# [0.70, 4.39]) to not reproduced (0.79 [0.54, 1.04]) and `beats-best-real-W3` from
+# reproduced to partly. Both were measured at 2^16 nodes, half in the cache, where the
+# ratio sat at 1 and one run's noise decided the side of the mean. Three changes were
+# made before the runs recorded here, none chosen to favour a verdict: W2, W3 and W4
+# now run past the cache cliff (above); the hint and best-real claims count a ratio only
+# beyond a 10 % margin (the mean must clear 1.1, the CI 1; inside the margin the verdict
+# is "not reproduced" in every run, where it used to flip between partly and not); and
+# the best real allocator is chosen by its median walk, not its single fastest.
 
 # %%
 results = {"cfg": cfg, "loc": loc, "w1": w1, "cliff": cliff, "cliff_bench": cliff_bench,
@@ -477,7 +495,7 @@ glue("best_real_text", "; ".join(
 # of churn and for the same-page measure; for steady churn it holds only partly, as the
 # `drift-single-pass` verdict records.
 #
-# **The real alternative.** Best real allocator per workload, by its fastest walk:
+# **The real alternative.** Best real allocator per workload, by its median walk:
 # {glue:text}`best_real_text`. The layouts say why: {glue:text}`jemalloc_layout`.
 # jemalloc's slabs already place by lowest free region, so its list after churn has
 # nearly the bitmap pool's shape; its thread cache (LIFO) and the per-slab rather than

@@ -85,6 +85,11 @@ EVICT_FACTOR = 4
 BEYOND_LLC_FACTOR = 4
 #: last-level cache assumed where sysfs does not report one
 FALLBACK_LLC_BYTES = 32 << 20
+#: the smallest walk-time ratio that counts when the bitmap pool is compared with another
+#: layout (the hint, the real allocators): 10 %. Fixed after two quiet runs of this chapter
+#: disagreed on two verdicts whose ratios sat at 1 (the same code measured twice moved by
+#: up to 25 % in cache); a ratio inside the margin is "not reproduced" in every run.
+TIMING_MARGIN = 0.1
 
 
 def llc_bytes() -> int:
@@ -434,13 +439,14 @@ class Config(ChapterConfig):
     obj_sizes: tuple[int, ...]
     w4_n: int
     w4_rounds: int
-    hint_n: int                   # W2 / W3 size
+    hint_n: int                   # W2 / W3 size (live nodes)
     cache_sizes: tuple[int, ...]  # nodes of the random-walk cache sweep
     wait_quiet_s: float = 0.0     # wait up to this long for a quiet machine before timing
     ordered_list_max_n: int = 1 << 16
     preloads: bool = True         # jemalloc / mimalloc / tcmalloc through LD_PRELOAD
     locality_n: int = 1 << 12     # fixed: the exact locality table is checked in CI
     evict_factor: int = EVICT_FACTOR  # eviction buffer before each timed walk, x LLC (0: warm)
+    w3_ops: int | None = None     # W3 delete+insert pairs after the build (None: hint_n)
 
     CONSTRAINTS: ClassVar[dict] = {
         "sizes": Range(1 << 8, 1 << 24), "target_n": Range(1 << 8, 1 << 24),
@@ -449,7 +455,7 @@ class Config(ChapterConfig):
         "w4_rounds": Range(2, 64), "hint_n": Range(1 << 8, 1 << 22),
         "cache_sizes": Range(1 << 8, 1 << 24), "wait_quiet_s": Range(0, 600),
         "ordered_list_max_n": Range(1 << 8, 1 << 20), "locality_n": OneOf((1 << 12,)),
-        "evict_factor": Range(0, 64)}
+        "evict_factor": Range(0, 64), "w3_ops": Range(1, 1 << 24)}
     NOT_SIZES: ClassVar[tuple] = ("locality_n",)
 
     @classmethod
@@ -459,11 +465,14 @@ class Config(ChapterConfig):
                     cache_sizes=(1 << 12, 1 << 13, 1 << 14), ordered_list_max_n=1 << 12)
         # target 2^22 nodes x 32 B = 128 MiB = 4x this machine's 32 MiB LLC; 2^20 (32 MiB,
         # the LLC itself) is left out, one cold walk per run (inner=1) and two seeds, to
-        # keep the record under 5 minutes on 2 cores
+        # keep the record under 5 minutes on 2 cores. W2, W3 and W4 at 2^20 nodes (32 MiB,
+        # past the random-walk cliff): at 2^16-2^18 their walks half fit in the cache and
+        # the same arm moved by 25-300 % between runs. W3 churns a quarter of its nodes
+        # (its treap build and churn are 90 % of its time).
         cpu = cls(sizes=(1 << 14, 1 << 17, 1 << 22), target_n=1 << 22, repeats=3, inner=1,
-                  seeds=2, obj_sizes=(32, 48), w4_n=1 << 18, w4_rounds=6, hint_n=1 << 16,
+                  seeds=2, obj_sizes=(32, 48), w4_n=1 << 20, w4_rounds=6, hint_n=1 << 20,
                   cache_sizes=tuple(bench.geometric_sizes(1 << 16, 1 << 20, 2)),
-                  wait_quiet_s=5.0)
+                  wait_quiet_s=5.0, w3_ops=1 << 18)
         gpu = _dc.replace(cpu, sizes=cpu.sizes + (1 << 20, 1 << 23), target_n=1 << 23,
                           repeats=7, inner=2, seeds=5, w4_rounds=10,
                           cache_sizes=tuple(bench.geometric_sizes(1 << 16, 1 << 22, 2)),
@@ -552,15 +561,19 @@ CLAIMS = claims_catalog(
     Claim("hint-with-slack",
           "A hint (the predecessor) helps when there is free space near it: random inserts "
           "into a list (W2) are traversed faster with the hint than without.",
-          "W2 traversal ns/node ratio bitmap / bitmap_hint (paired bootstrap); " + _TIMING,
-          Rule(1.0), related("the first author's earlier design (proposed hint); Jula & "
-                             "Rauchwerger ISMM'09 hint-based STL allocators")),
+          "W2 traversal ns/node ratio bitmap / bitmap_hint at hint_n (paired bootstrap); "
+          f"a ratio within the {TIMING_MARGIN:.0%} margin does not count; " + _TIMING,
+          Rule(1.0, margin=TIMING_MARGIN),
+          related("the first author's earlier design (proposed hint); Jula & "
+                  "Rauchwerger ISMM'09 hint-based STL allocators")),
     *[Claim(f"beats-best-real-{w}",
             f"The bitmap pool walks the {w} structure faster than the best real allocator "
             "a user could link instead (glibc, jemalloc, mimalloc, tcmalloc).",
             f"{w} traversal ns/node ratio best real allocator / bitmap, the best chosen by "
-            "its minimum over repeats (paired bootstrap); " + _TIMING,
-            Rule(1.0), ours("the user's real alternative (review of this chapter)"))
+            "its median over repeats (paired bootstrap); a ratio within the "
+            f"{TIMING_MARGIN:.0%} margin does not count; " + _TIMING,
+            Rule(1.0, margin=TIMING_MARGIN),
+            ours("the user's real alternative (review of this chapter)"))
       for w in WORKLOADS],
     Claim("paper-speedups", "The paper's own speed-up figures.", "-",
           Untestable("the paper's body and numbers were not readable offline; the 1.39x "
@@ -592,11 +605,12 @@ def _paired(res: bench.BenchResult, a: str, b: str, metric: str = "traversal_ns"
 
 
 def best_real(res: bench.BenchResult) -> str | None:
-    """The real allocator (REAL arms present in res) with the lowest minimum walk."""
+    """The real allocator (REAL arms present in res) with the lowest median walk (the
+    median, not the minimum: one lucky repeat must not pick the opponent)."""
     present = [a for a in REAL if a in res.arms]
     if not present:
         return None
-    return min(present, key=lambda a: float(np.nanmin(res.values(a, "traversal_ns"))))
+    return min(present, key=lambda a: float(np.nanmedian(res.values(a, "traversal_ns"))))
 
 
 def beyond_cache(target_bytes: int, llc: int, cliff: Mapping[str, Any],
