@@ -107,7 +107,7 @@ test-unit: ext
 	$(VENV)/bin/pytest -q -n $(JOBS) tests --ignore=tests/test_book_browser.py
 
 test-notebooks: smoke
-	EFFDL_RECORD_DIR=build/smoke EFFDL_QUIET=1 $(VENV)/bin/pytest -q -n $(JOBS) --dist loadfile \
+	EFFDL_RECORD_DIR=build/smoke EFFDL_QUIET=1 EFFDL_WORKERS=1 $(VENV)/bin/pytest -q -n $(JOBS) --dist loadfile \
 	  --nbval-lax --nbval-current-env -p no:cacheprovider build/smoke
 
 test: ext

@@ -287,12 +287,16 @@ RUNS_ALONE = ("02_bitmap_allocator", "03_survey_guide", "07_laurel", "09_genome_
 
 def run_published(stem: str) -> int:
     """Execute one chapter as the published cpu record (a picklable task for the grid
-    runner). Side by side with another chapter, its torch threads are capped at one."""
+    runner). Side by side with another chapter, its torch threads are capped at one and
+    its own sweeps run in process; alone, they use every core."""
     return run(_source_path(stem), "cpu", {})
 
 
 def _run_side_by_side(stem: str) -> int:
+    # the cores are already shared with another chapter: one torch thread, and the
+    # chapter's own seed sweeps stay in its process (same numbers, no extra processes)
     os.environ["EFFDL_MAX_THREADS"] = "1"
+    os.environ["EFFDL_WORKERS"] = "1"
     return run_published(stem)
 
 

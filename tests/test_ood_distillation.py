@@ -319,3 +319,46 @@ def test_tiny_run_pairs_controls_and_seeds():
     values = ood.prose_values(r)
     assert values["best_ood"] == r.best_ood and 0 <= values["best_ood_acc"] <= 1
     json.dumps(ood.record_summary(r))   # plain JSON types only
+
+
+@needs_data
+def test_blind_phase_gives_the_same_numbers_in_process_and_on_two_workers():
+    """The seed loop through the grid runner: two Dask worker processes give the same
+    table, histograms and student weights as the in-process loop, bit for bit (each job
+    seeds its own students, one thread each)."""
+    from effdl_lib.runtime import setup
+    rt = setup(0, threads=1, quiet=True)
+    cfg = ood.Config.resolve("smoke", {
+        "seeds": 2, "transfer_size": 64, "transfer_sizes": [32, 64], "student_steps": 3,
+        "sources": ["notmnist", "noise", "mnist"]})
+    splits = ood.mnist_splits(cfg.val_size)
+    tensors = ood.Tensors.of(splits, ood.held_out_ood(10), rt)
+    torch.manual_seed(0)
+    teacher, control = ood.teacher_cnn().eval(), ood.random_teacher()
+    temps = {s: 2.0 for s in cfg.sources}
+    one = ood.run_blind(teacher, control, splits, tensors, cfg, temps, rt, workers=1)
+    two = ood.run_blind(teacher, control, splits, tensors, cfg, temps, rt, workers=2)
+    pd.testing.assert_frame_equal(one[0], two[0])
+    pd.testing.assert_frame_equal(one[2], two[2])
+    pd.testing.assert_frame_equal(one[3], two[3])
+    assert list(one[0]["arm"]) == ["notmnist", "control:notmnist", "noise", "mnist"] * 2
+    assert set(one[1]) == set(two[1]) == {(a, s) for a in one[0]["arm"] for s in (0, 1)}
+    for k, student in one[1].items():
+        for (name, w1), w2 in zip(student.state_dict().items(), two[1][k].state_dict().values()):
+            assert torch.equal(w1, w2), (k, name)
+
+
+def test_chapter_workers_reads_the_environment(monkeypatch):
+    from effdl_lib.toolkits import grid
+    monkeypatch.setenv(grid.WORKERS_ENV, "3")
+    assert grid.chapter_workers() == 3 and grid.chapter_workers("cuda") == 1
+    monkeypatch.delenv(grid.WORKERS_ENV)
+    assert grid.chapter_workers() == max(1, __import__("os").cpu_count() or 1)
+    monkeypatch.setenv(grid.WORKERS_ENV, "two")
+    with pytest.raises(ValueError, match="EFFDL_WORKERS must be a positive integer"):
+        grid.chapter_workers()
+    monkeypatch.delenv(grid.MODE_ENV, raising=False)
+    monkeypatch.delenv(grid.SCHEDULER_ENV, raising=False)
+    assert grid.chapter_mode(1) == "serial" and grid.chapter_mode(2) == "dask"
+    monkeypatch.setenv(grid.SCHEDULER_ENV, "tcp://127.0.0.1:8786")
+    assert grid.chapter_mode(1) == "dask"   # a cluster runs the seeds whatever this box has

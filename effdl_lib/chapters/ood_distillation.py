@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from types import SimpleNamespace
+from functools import lru_cache, partial
 from typing import ClassVar
 
 import numpy as np
@@ -445,7 +446,7 @@ def best_source(selection: pd.DataFrame, temps: dict[str, float], candidates,
     return str(score[present].idxmax()) if present else None
 
 
-def _evaluate(model: nn.Module, tensors: Tensors, teacher_test: torch.Tensor,
+def _evaluate(model: nn.Module, tensors: Tensors | SimpleNamespace, teacher_test: torch.Tensor,
               own_test: torch.Tensor, rt: Runtime) -> dict:
     logits = device_logits(model, tensors.test_x, rt)
     return {"test_acc": float((logits.argmax(1) == tensors.test_y).float().mean()),
@@ -453,39 +454,91 @@ def _evaluate(model: nn.Module, tensors: Tensors, teacher_test: torch.Tensor,
             "agree_own": agreement(logits, own_test)}
 
 
+@dataclass
+class BlindContext:
+    """What every (seed, source) job of the blind phase needs; shipped once per job to a
+    worker process (the models and the teachers' test logits: about 1 MB)."""
+    cfg: Config
+    temps: dict[str, float]
+    teacher: nn.Module
+    control: nn.Module
+    teacher_test: torch.Tensor  # the trained teacher's logits on MNIST test
+    control_test: torch.Tensor  # the random teacher's
+    rt: Runtime
+
+
+@lru_cache(maxsize=2)
+def _process_data(val_size: int, device: str) -> tuple[MnistSplits, SimpleNamespace]:
+    """MNIST splits and the test tensors, made once per process (a worker loads them
+    itself instead of receiving 50 MB with every job)."""
+    splits = mnist_splits(val_size)
+    test = SimpleNamespace(test_x=to_tensor(splits.test_x).to(device),
+                           test_y=torch.from_numpy(splits.test_y).to(device))
+    return splits, test
+
+
+def blind_job(ctx: BlindContext, job: dict) -> dict:
+    """One seed and source of the blind phase: draw the seed's images once, label them
+    with the trained teacher (and, for a real OOD source, with the random teacher: the
+    control), distil a student from each, and for the trained teacher also from smaller
+    subsets (the transfer-size table). A picklable function for
+    :func:`effdl_lib.toolkits.grid.sweep`; returns rows, sizes, the teachers' label
+    histograms (seed 0) and the students' weights."""
+    seed, src, cfg, rt = int(job["seed"]), job["source"], ctx.cfg, ctx.rt
+    splits, test = _process_data(cfg.val_size, str(rt.device))
+    x = draw_transfer(src, splits, cfg, seed, rt)
+    arms = [(src, ctx.teacher, ctx.teacher_test, "trained")]
+    if src in OOD_SOURCES:
+        arms.append((control_arm(src), ctx.control, ctx.control_test, "random"))
+    out = {"rows": [], "sizes": [], "hist": {}, "students": {}}
+    for arm, tch, own_test, kind in arms:
+        ts = label_transfer(src, x, tch, cfg, seed, rt)
+        if seed == 0:
+            out["hist"][arm] = argmax_histogram(ts.teacher_logits)
+        student = blind_student(ts, ctx.temps[src], cfg, seed, rt)
+        out["students"][arm] = {k: v.cpu() for k, v in student.state_dict().items()}
+        out["rows"].append({"seed": seed, "arm": arm, "source": src, "teacher": kind,
+                            "temperature": ctx.temps[src],
+                            **_evaluate(student, test, ctx.teacher_test, own_test, rt)})
+        if src in OOD_SOURCES and kind == "trained":
+            for n in cfg.transfer_sizes:
+                small = student if n >= len(ts.x) else blind_student(ts, ctx.temps[src], cfg,
+                                                                     seed, rt, size=n)
+                out["sizes"].append({"seed": seed, "arm": arm, "size": n,
+                                     **_evaluate(small, test, ctx.teacher_test, own_test, rt)})
+    return out
+
+
 def run_blind(teacher: nn.Module, control: nn.Module, splits: MnistSplits, tensors: Tensors,
-              cfg: Config, temps: dict[str, float], rt: Runtime):
-    """Every arm for every seed. For each source the seed's images are drawn once and
+              cfg: Config, temps: dict[str, float], rt: Runtime, workers: int | None = None):
+    """Every arm for every seed (:func:`blind_job` per seed and source), fanned out with
+    the grid runner over ``workers`` processes (default
+    :func:`~effdl_lib.toolkits.grid.chapter_workers`: one per core; 1 runs in this
+    process). Each job seeds its own students, so the numbers do not depend on where or
+    in which order the jobs ran. For each source the seed's images are drawn once and
     labelled by the trained teacher; for each real OOD source the *same* images are also
     labelled by the random teacher and distilled at the same temperature from the same
     initialisation (the control). Smaller random subsets of each real OOD set, at the
     same number of steps, give the transfer-size table. Returns (tidy table, students,
     teacher histograms, transfer-size table)."""
-    teacher_test = device_logits(teacher, tensors.test_x, rt)
-    control_test = device_logits(control, tensors.test_x, rt)
+    from ..toolkits.grid import chapter_mode, chapter_workers, sweep
+    workers = chapter_workers(rt.device) if workers is None else workers
+    ctx = BlindContext(cfg, temps, teacher, control,
+                       device_logits(teacher, tensors.test_x, rt),
+                       device_logits(control, tensors.test_x, rt), rt)
+    jobs = [{"seed": seed, "source": src} for seed in range(cfg.seeds) for src in cfg.sources]
+    done = sweep(partial(blind_job, ctx), jobs, key=lambda j: f"s{j['seed']}-{j['source']}",
+                 mode=chapter_mode(workers), workers=workers, desc="blind students",
+                 progress=not rt.quiet)
     rows, sizes, students, hists = [], [], {}, {}
-    jobs = [(seed, src) for seed in range(cfg.seeds) for src in cfg.sources]
-    for seed, src in tqdm(jobs, desc="blind students", disable=rt.quiet, mininterval=2.0):
-        x = draw_transfer(src, splits, cfg, seed, rt)
-        arms = [(src, teacher, teacher_test)]
-        if src in OOD_SOURCES:
-            arms.append((control_arm(src), control, control_test))
-        for arm, tch, own_test in arms:
-            ts = label_transfer(src, x, tch, cfg, seed, rt)
-            if seed == 0:
-                hists[arm] = argmax_histogram(ts.teacher_logits)
-            student = blind_student(ts, temps[src], cfg, seed, rt)
-            students[arm, seed] = student
-            rows.append({"seed": seed, "arm": arm, "source": src,
-                         "teacher": "random" if tch is control else "trained",
-                         "temperature": temps[src],
-                         **_evaluate(student, tensors, teacher_test, own_test, rt)})
-            if src in OOD_SOURCES and tch is teacher:
-                for n in cfg.transfer_sizes:
-                    small = student if n >= len(ts.x) else blind_student(ts, temps[src], cfg,
-                                                                         seed, rt, size=n)
-                    sizes.append({"seed": seed, "arm": arm, "size": n,
-                                  **_evaluate(small, tensors, teacher_test, own_test, rt)})
+    for job in done.itertuples():
+        rows += job.rows
+        sizes += job.sizes
+        hists.update(job.hist)
+        for arm, weights in job.students.items():
+            student = student_mlp(cfg.student_hidden).to(rt.device)
+            student.load_state_dict(weights)
+            students[arm, job.seed] = student
     hist = pd.DataFrame(hists).T
     hist.columns = [str(c) for c in hist.columns]
     return pd.DataFrame(rows), students, hist, pd.DataFrame(sizes)

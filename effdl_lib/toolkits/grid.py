@@ -44,6 +44,9 @@ import pandas as pd
 
 SCHEDULER_ENV = "EFFDL_SCHEDULER"
 MODE_ENV = "EFFDL_GRID"
+#: processes a chapter may fan its own seeds out to on this machine (``make book`` sets 1
+#: for chapters that already share the cores with another chapter)
+WORKERS_ENV = "EFFDL_WORKERS"
 MODES = ("dask", "serial")
 #: environment of every worker process: one thread for BLAS/OpenMP/torch
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -54,6 +57,29 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_.=+-]{1,120}$")
 class SweepError(RuntimeError):
     """A configuration failed for good (its exception after the retries, or its worker
     died more than ``allowed_failures`` times). Finished results stay checkpointed."""
+
+
+def chapter_workers(device: Any = "cpu") -> int:
+    """How many processes a chapter's own sweep should use: ``$EFFDL_WORKERS`` if set, else
+    one per core; 1 (in process) when the chapter runs on an accelerator, which the
+    worker processes would have to share. With a scheduler (``$EFFDL_SCHEDULER``) the
+    sweep runs on the cluster's workers whatever this says."""
+    if str(device) != "cpu":
+        return 1
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return max(1, os.cpu_count() or 1)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"${WORKERS_ENV} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def chapter_mode(workers: int) -> str:
+    """The sweep mode for a chapter's own sweep: in process for one worker and no
+    scheduler (same numbers, no start-up cost), else Dask."""
+    if os.environ.get(MODE_ENV):
+        return os.environ[MODE_ENV]
+    return "serial" if workers == 1 and not os.environ.get(SCHEDULER_ENV) else "dask"
 
 
 # ------------------------------------------------------------------ keys and checkpoints
