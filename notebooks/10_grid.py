@@ -223,7 +223,8 @@ glue("empty_tasks", cfg.empty_tasks)
 #
 # ## Where distribution starts to pay
 #
-# The same sort at sizes from $10^3$ to $10^7$ integers: serial against two workers.
+# The same sort at sizes from {glue:text}`size_lo:,` to {glue:text}`size_hi:,` integers:
+# serial against two workers.
 # The x axis is the serial time of one task; the crossover is where the speed-up first
 # reaches 1.
 
@@ -252,6 +253,8 @@ plt.show()
 glue("crossover_text", f"tasks of about {crossover_ms:.2g} ms" if crossover_ms
      else "no task size in this range")
 _big = cross_speed.iloc[-1]
+glue("size_lo", int(min(cfg.sizes)))
+glue("size_hi", int(max(cfg.sizes)))
 glue("big_n", int(_big["n"]))
 glue("big_ms", _big["task_ms"])
 glue("big_speed", _big["speedup"])
