@@ -300,6 +300,15 @@ def _run_side_by_side(stem: str) -> int:
     return run_published(stem)
 
 
+def last_duration(stem: str) -> float:
+    """The committed record's ``duration_s`` (0 when there is none or it is unreadable):
+    the book's runner starts the longest chapters first."""
+    try:
+        return float(json.loads((NOTEBOOKS / f"{stem}.record.json").read_text())["duration_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def book(force: bool = False, jobs: int = 2) -> int:
     """``make book``: re-run the chapters whose record is stale (or all with ``force``),
     say which and why, and copy prose-only edits without re-running. Stale chapters run
@@ -320,7 +329,9 @@ def book(force: bool = False, jobs: int = 2) -> int:
             print(f"[{src.stem}] up to date; prose and tags copied from {src.name}")
         else:
             print(f"[{src.stem}] up to date")
-    together = [s for s in todo if s not in RUNS_ALONE]
+    # longest first (LPT, by each record's last duration): the long chapters start at
+    # once and the short ones fill the gaps, instead of one long chapter starting last
+    together = sorted((s for s in todo if s not in RUNS_ALONE), key=lambda s: -last_duration(s))
     alone = [s for s in todo if s in RUNS_ALONE]
     t0 = time.perf_counter()
     statuses = {}

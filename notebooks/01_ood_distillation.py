@@ -173,7 +173,12 @@ plt.show()
 #    student learns from the *same images* labelled by the random teacher, at the same
 #    temperature, from the same initialisation, in the same batch order. The only
 #    difference is the teacher's knowledge. Smaller subsets of each real OOD transfer
-#    set, at the same number of gradient steps, give the transfer-size curve.
+#    set, at the same number of gradient steps, give the transfer-size curve. Each seed
+#    and source is one task of the grid runner (chapter 10): on one machine a worker
+#    process per core (or `EFFDL_WORKERS`), on a cluster wherever `EFFDL_SCHEDULER`
+#    points. Every task seeds its own students and trains them on one thread, so the
+#    numbers do not depend on where or in which order the tasks ran; `make book`, which
+#    runs this chapter beside another one, keeps the tasks in the notebook's process.
 # 4. **Fine-tuning** with k labels per class, from the best OOD student, from its control
 #    student, from the noise student, and from scratch (the same initialisation), paired
 #    by seed; k = 0 is each start untouched. The blind start and scratch are also trained
