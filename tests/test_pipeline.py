@@ -88,6 +88,19 @@ def test_book_runs_stale_chapters_side_by_side_and_timing_chapters_alone(monkeyp
     assert "[04_b] up to date" in out.out and "failed chapters: 05_c" in out.err
     calls["alone"].clear()
     assert pipeline.book(jobs=1) == 0 and calls["alone"] == ["01_a", "05_c", "02_bitmap_allocator"]
+    # side by side, the longest chapter (by its last record) starts first
+    monkeypatch.setattr(pipeline, "last_duration", {"01_a": 10.0, "05_c": 300.0}.get)
+    pipeline.book(jobs=2)
+    assert calls["together"][0] == ["05_c", "01_a"]
+
+
+def test_last_duration_reads_the_record_and_defaults_to_zero(monkeypatch, tmp_path):
+    import json
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", tmp_path)
+    (tmp_path / "01_a.record.json").write_text(json.dumps({"duration_s": 251.5}))
+    (tmp_path / "02_b.record.json").write_text("{not json")
+    assert pipeline.last_duration("01_a") == 251.5
+    assert pipeline.last_duration("02_b") == 0.0 and pipeline.last_duration("03_c") == 0.0
 
 
 def test_threads_are_an_execution_setting_capped_side_by_side(monkeypatch):
