@@ -269,7 +269,20 @@ glue("big_busy", _big["other_busy_max"])
 # workers and whatever else runs on the machine, 2x is the ceiling; whether the 1.7x
 # target is met is decided below only if the machine was quiet while we timed
 # (bench's rule: other cores at most 15 % busy, steal at most 5 %, CPU pressure at most
-# 10 %), and withheld otherwise.
+# 10 %), and withheld otherwise. Other processes' CPU excludes our own workers; the CPU
+# pressure is taken from the serial repeats only. **Changed after a run:** the first
+# cpu run with tasks this large took the pressure from both arms and withheld the verdict
+# at 17 % pressure, while other processes used under 1 % of the other core: two workers
+# on two cores, with the scheduler and this notebook beside them, make their own pressure.
+#
+# Two things we learned on the way about workers and memory. A sort of this size is a
+# stream through memory, and two of them at once share one memory bus, so two cores do
+# not give two sorts' worth. And Dask's nanny starts every worker with
+# `MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once and
+# fixes its mmap threshold: torch training in a worker then faults its pages in again
+# for every large tensor. One blind-student task of chapter 01 took 7.3 s of CPU in such
+# a worker and 4.0 s without it (3.96 s in the notebook's own process); the runner's
+# local clusters now start workers without it (`grid.worker_spawn_environ`).
 #
 # ## The execution monitor: stop at the first hit
 #

@@ -452,3 +452,25 @@ def test_measure_covers_every_claim_and_withholds_timing_under_load():
     assert gs.measure(slow)["monitor-stops"].estimate is None     # a miss under load
     slow["monitor"][0]["stop_s"] = 0.2
     assert gs.measure(slow)["monitor-stops"].estimate.mean == 0.2  # a bound under load
+
+
+def test_speedup_gate_takes_cpu_pressure_from_the_serial_arm_only():
+    """Two workers on two cores make their own CPU pressure; only the serial arm's
+    pressure (a core left free) can show another tenant."""
+    r = _fake_results()
+    r["crossover"]["psi_cpu"] = np.where(r["crossover"]["arm"] == "2 workers", 0.3, 0.02)
+    sp = gs.speedup_samples(r["crossover"])
+    assert sp["psi_cpu"] == pytest.approx(0.02)
+    assert gs.measure(r)["speedup-2-workers"].estimate is not None
+    r["crossover"].loc[r["crossover"]["arm"] == "serial", "psi_cpu"] = 0.4
+    held = gs.measure(r)["speedup-2-workers"]
+    assert held.estimate is None and "pressure" in held.note
+
+
+def test_local_workers_keep_glibc_default_trim_threshold():
+    """Dask's MALLOC_TRIM_THRESHOLD_ (64 KiB) makes torch training in a worker nearly
+    twice as slow; our local clusters start workers without it."""
+    assert "MALLOC_TRIM_THRESHOLD_" not in grid.worker_spawn_environ()
+    with grid.dask_client(1) as client:
+        env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(env.values()) == {None}
