@@ -467,10 +467,13 @@ def test_speedup_gate_takes_cpu_pressure_from_the_serial_arm_only():
     assert held.estimate is None and "pressure" in held.note
 
 
-def test_local_workers_keep_glibc_default_trim_threshold():
+def test_local_workers_keep_glibc_default_trim_threshold_and_our_environment():
     """Dask's MALLOC_TRIM_THRESHOLD_ (64 KiB) makes torch training in a worker nearly
     twice as slow; our local clusters start workers without it."""
     assert "MALLOC_TRIM_THRESHOLD_" not in grid.worker_spawn_environ()
+    before = dict(os.environ)
     with grid.dask_client(1) as client:
         env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(env.values()) == {None}
+    # the nannies' variables (OMP_NUM_THREADS=1, PYTHONHASHSEED) do not stay behind here
+    assert dict(os.environ) == before

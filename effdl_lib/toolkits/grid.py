@@ -162,6 +162,10 @@ def dask_client(workers: int = 2, scheduler: str | None = None, *, local: bool =
     # long tasks never wait behind each other on one worker while another idles, and a
     # worker that dies takes only the task it was running with it. The config stays set
     # while the cluster lives, so a worker the nanny restarts gets the same environment.
+    # Dask's nannies write their pre-spawn variables (OMP_NUM_THREADS=1, PYTHONHASHSEED)
+    # into this process's environment too; put it back afterwards, so whatever this
+    # process starts later (the book's next chapters) does not inherit them.
+    saved_environ = dict(os.environ)
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
                           "distributed.nanny.pre-spawn-environ": worker_spawn_environ()}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -177,6 +181,8 @@ def dask_client(workers: int = 2, scheduler: str | None = None, *, local: bool =
                 client.close()
         finally:
             cluster.close()
+            os.environ.clear()
+            os.environ.update(saved_environ)
 
 
 def worker_spawn_environ() -> dict:
