@@ -92,8 +92,8 @@ workers = None  # int [1, 64]
 #
 # Every parameter above can be overridden from papermill (`-p NAME VALUE`; `None` takes
 # the profile's value). `smoke` checks that everything runs (under a minute), `cpu` is this
-# published record (up to about ten minutes on two cores, the seeds fanned out over two
-# worker processes of one thread each), `gpu` a larger model and the full Fashion-MNIST.
+# published record (a few minutes on two cores, the seeds fanned out over two worker
+# processes of one thread each; the record's `duration_s` has this run's time), `gpu` a larger model and the full Fashion-MNIST.
 # The verdict rules were fixed in the library before any run.
 
 # %%
