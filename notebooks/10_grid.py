@@ -275,9 +275,10 @@ glue("big_busy", _big["other_busy_max"])
 # at 17 % pressure, while other processes used under 1 % of the other core: two workers
 # on two cores, with the scheduler and this notebook beside them, make their own pressure.
 #
-# Two things we learned on the way about workers and memory. A sort of this size is a
-# stream through memory, and two of them at once share one memory bus, so two cores do
-# not give two sorts' worth. And Dask's nanny starts every worker with
+# Two things we learned on the way about workers and memory. A sort of this size
+# streams through memory, and two of them at once share one memory bus: the likely
+# reason why two cores do not give two sorts' worth here (we did not measure the bus
+# itself). And Dask's nanny starts every worker with
 # `MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once and
 # fixes its mmap threshold: torch training in a worker then faults its pages in again
 # for every large tensor. One blind-student task of chapter 01 took 7.3 s of CPU in such
