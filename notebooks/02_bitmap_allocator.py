@@ -495,7 +495,8 @@ glue("best_real_text", "; ".join(
 # of churn and for the same-page measure; for steady churn it holds only partly, as the
 # `drift-single-pass` verdict records.
 #
-# **The real alternative.** Best real allocator per workload, by its median walk:
+# **The real alternative.** Best real allocator per workload (chosen by its median walk;
+# the figures are the fastest walks of each):
 # {glue:text}`best_real_text`. The layouts say why: {glue:text}`jemalloc_layout`.
 # jemalloc's slabs already place by lowest free region, so its list after churn has
 # nearly the bitmap pool's shape; its thread cache (LIFO) and the per-slab rather than
