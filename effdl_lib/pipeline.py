@@ -279,10 +279,11 @@ def sync_prose(src: Path) -> None:
 
 
 #: Chapters whose claims time code on both cores (allocator walks, codec throughput,
-#: int8 and pruning latency, Dask speed-ups) or that fan their own seeds out over both
-#: cores (LAuReL): ``make book`` runs them one at a time after the others, so no other
-#: chapter competes with their timed sections.
-RUNS_ALONE = ("02_bitmap_allocator", "03_survey_guide", "07_laurel", "09_genome_codec", "10_grid")
+#: int8 and pruning latency, Dask speed-ups, weighted distillation's time per step) or
+#: that fan their own seeds out over both cores (LAuReL): ``make book`` runs them one at
+#: a time after the others, so no other chapter competes with their timed sections.
+RUNS_ALONE = ("02_bitmap_allocator", "03_survey_guide", "04_weighted_distillation",
+              "07_laurel", "09_genome_codec", "10_grid")
 
 
 def run_published(stem: str) -> int:
