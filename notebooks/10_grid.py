@@ -281,8 +281,9 @@ glue("big_busy", _big["other_busy_max"])
 # itself). And Dask's nanny starts every worker with
 # `MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once and
 # fixes its mmap threshold: torch training in a worker then faults its pages in again
-# for every large tensor. One blind-student task of chapter 01 took 7.3 s of CPU in such
-# a worker and 4.0 s without it (3.96 s in the notebook's own process); the runner's
+# for every large tensor. A blind-student task of chapter 01 (CIFAR patches, one seed)
+# took 7.3 s of CPU in such a worker and 4.0 s without it (4.0 s in the notebook's own
+# process); the runner's
 # local clusters now start workers without it (`grid.worker_spawn_environ`).
 #
 # ## The execution monitor: stop at the first hit

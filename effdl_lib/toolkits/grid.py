@@ -189,9 +189,9 @@ def worker_spawn_environ() -> dict:
     """Dask's environment for new worker processes, without ``MALLOC_TRIM_THRESHOLD_``.
     Dask sets it to 64 KiB so workers hand freed memory back to the system at once; it
     also fixes glibc's mmap threshold, so every large tensor torch frees and allocates
-    again is a fresh mmap and its pages fault in anew. Measured here: one blind-student
-    task of chapter 01 took 7.3 s of CPU in a worker with it and 4.0 s without (3.96 s
-    in the notebook's own process)."""
+    again is a fresh mmap and its pages fault in anew. Measured here: a blind-student
+    task of chapter 01 (CIFAR patches, one seed) took 7.3 s of CPU in a worker with it
+    and 4.0 s without (4.0 s in the notebook's own process)."""
     import dask
     import distributed  # noqa: F401  (loads the distributed.* defaults)
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
