@@ -48,7 +48,6 @@ from effdl_lib.chapter import start
 from effdl_lib.chapters import weighted_distillation as wd
 from effdl_lib.config import ConfigError
 from effdl_lib.records import glue
-from effdl_lib.toolkits import distill as D
 
 pd.set_option("display.max_colwidth", 200)
 _names_before = set(globals())
@@ -254,13 +253,7 @@ pd.DataFrame({which: wd.calibration_error(ctx, cfg, control=(which == "positive 
 # compared with soft and hard with hard. Differences of test accuracy in points.
 
 # %% mystnb={"figure": {"caption": "Paired differences of student test accuracy (points), mean and 95% CI over seeds.", "name": "fig-wd-diffs"}}
-comparisons = [("kd_hard", "labeled_only"), ("wd_hard", "kd_hard"), ("wd_soft", "kd_soft"),
-               *[(f"wd_hard_{v}", "kd_hard") for v in cfg.variants],
-               ("control_wd_hard", "control_kd_hard"), ("control_wd_soft", "control_kd_soft"),
-               ("oracle", "kd_hard")]
-diffs = pd.DataFrame([{"comparison": f"{a} - {b}",
-                       **D.paired_estimate(results["runs"], a, b, "test_acc").as_dict()}
-                      for a, b in comparisons])[["comparison", "mean", "ci_low", "ci_high", "n"]]
+diffs = wd.paired_differences(results["runs"], cfg.variants)
 ax = plots.bar_with_ci(diffs, "comparison", scale=100,
                        highlight=[c for c in diffs.comparison if c.startswith("control")],
                        highlight_label="positive control", other_label="real teacher",
@@ -300,22 +293,8 @@ timing.summary().round(4)
 
 # %%
 record.check_all(wd.measure(results))
-_acc = table.groupby("arm")["mean"].mean()
-for _arm in ("labeled_only", "kd_hard", "wd_hard", "kd_soft", "wd_soft", "oracle",
-             "control_kd_hard", "control_wd_hard", "control_kd_soft", "control_wd_soft"):
-    glue(f"acc_{_arm}", float(_acc[_arm]))
-_t = results["teachers"].mean(numeric_only=True)
-glue("teacher_test", float(_t["teacher_test_acc"]))
-glue("teacher_u", float(_t["teacher_unlabeled_acc"]))
-glue("control_u", float(_t["control_unlabeled_acc"]))
-_d = diffs.set_index("comparison")
-for _key, _cmp in (("real_hard", "wd_hard - kd_hard"), ("real_soft", "wd_soft - kd_soft"),
-                   ("ctl_hard", "control_wd_hard - control_kd_hard"),
-                   ("ctl_soft", "control_wd_soft - control_kd_soft"),
-                   ("premise", "kd_hard - labeled_only")):
-    glue(f"d_{_key}", 100 * float(_d.loc[_cmp, "mean"]))
-    glue(f"d_{_key}_lo", 100 * float(_d.loc[_cmp, "ci_low"]))
-    glue(f"d_{_key}_hi", 100 * float(_d.loc[_cmp, "ci_high"]))
+for _name, _value in wd.prose_values(table, diffs, results["teachers"]).items():
+    glue(_name, _value)
 _v = {c.claim.id: c.verdict for c in record.checks}
 for _id in wd.CLAIMS:
     glue(f"verdict_{_id.replace('-', '_')}", _v[_id])

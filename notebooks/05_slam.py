@@ -231,8 +231,7 @@ plt.show()
 # accuracy for each (5 seeds).
 
 # %%
-theory = pd.DataFrame([{"seed": s, **slam.halfspace_rcn(n=2000, dim=10, noise=0.3, margin=0.1, seed=s)}
-                       for s in range(5)])
+theory = slam.theory_study()
 theory.round(4).set_index("seed")
 
 # %% [markdown]
@@ -248,30 +247,9 @@ theory.round(4).set_index("seed")
 
 # %%
 record.check_all(slam.measure(results))
-_acc = table.set_index("arm")["mean"]
-_ch = results["channels"].groupby("teacher").mean(numeric_only=True)
-glue("teacher_acc_u", float(_ch.loc["real", "teacher_acc_u"]))
-glue("control_acc_u", float(_ch.loc["control", "teacher_acc_u"]))
-glue("push_away_real", float(_ch.loc["real", "push_away_unnorm"]))
-glue("push_away_control", float(_ch.loc["control", "push_away_unnorm"]))
-for _arm in ("labeled_only", "kd_hard", "wd_hard", "slam", "slam_norm", "oracle",
-             "control_kd_hard", "control_slam", "control_slam_norm"):
-    glue(f"acc_{_arm}", float(_acc[_arm]))
 _verdicts = {c.claim.id: c.verdict for c in record.checks}
-glue("acc_control_true_alpha", float(_acc["control_slam_norm_true_alpha"]))
-glue("control_reading", "the control shows the effect the method is built for, so the real-teacher "
-     "results speak to the real teacher, not to a broken implementation" if _verdicts["slam-beats-kd-control"]
-     == "reproduced" else "the positive control did not show the method's benefit at this scale, so the "
-     "real-teacher verdicts cannot separate 'no effect on this teacher' from 'no effect at this scale'")
-glue("verdict_control", _verdicts["slam-beats-kd-control"])
-glue("verdict_real", _verdicts["slam-beats-kd-real"])
-_k_real = sorted({int(k) for levels in results["channels"].query("teacher == 'real'")["k_levels"]
-                  for k in levels.split()})
-glue("k_real", ", ".join(map(str, _k_real)))
-glue("forms_coincide", "so the two forms coincide exactly (with a hard label they differ only through "
-     "k - 1, which is 1 here)" if _k_real == [2] else "so the two forms differ")
-glue("theory_plain", float(theory["plain"].mean()))
-glue("theory_corrected", float(theory["forward_corrected"].mean()))
+for _name, _value in slam.prose_values(results, table, theory, _verdicts).items():
+    glue(_name, _value)
 record.table()
 
 # %% [markdown]

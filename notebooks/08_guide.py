@@ -42,10 +42,8 @@
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from effdl_lib import plots
 from effdl_lib.chapter import start
@@ -53,7 +51,6 @@ from effdl_lib.chapters import guide
 from effdl_lib.config import ConfigError
 from effdl_lib.records import glue
 from effdl_lib.stats import summarize
-from effdl_lib.toolkits import lm
 
 pd.set_option("display.max_colwidth", 200)
 _names_before = set(globals())
@@ -155,24 +152,9 @@ print("2 of 4:", guide.uniform_indices(4, 2), " 3 of 6:", guide.uniform_indices(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def _fold_demo(norm):
-    t = lm.GPT(lm.GPTConfig(40, 8, 1, 16, 4)).double()
-    s = lm.GPT(lm.GPTConfig(40, 8, 1, 16, 4)).double()
-    for m in (t, s):
-        if norm != "LayerNorm":
-            m.blocks[0].ln1 = nn.Identity() if norm == "none" else nn.RMSNorm(16).double()
-            m.blocks[0].ln2 = nn.Identity() if norm == "none" else nn.RMSNorm(16).double()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in t.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    info = guide.guide_init(s, t)
-    x = torch.randn(2, 8, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    return guide.fold_error(t, s, x, info.pca.components)
-
 torch.manual_seed(0)
 for _norm in ("none", "RMSNorm", "LayerNorm"):
-    _e = _fold_demo(_norm)
+    _e = guide.fold_demo(_norm)
     print(f"{_norm:>9}: relative error {'< 1e-12' if _e < 1e-12 else f'{_e:.3f}'}")
 
 # %% [markdown]
@@ -209,16 +191,11 @@ for _norm in ("none", "RMSNorm", "LayerNorm"):
 results = guide.run(cfg, rt)
 teacher = results["teacher"]
 runs = results["runs"]
-_scratch_val = float(runs[runs.arm == "scratch"].val_loss.mean())
+_scratch_val = guide.scratch_val(results)
 assert teacher["val_loss"] < _scratch_val, (
     f"the teacher's validation loss {teacher['val_loss']:.3f} is not below the scratch "
     f"student's {_scratch_val:.3f}: train it longer")
-pd.DataFrame({"teacher": [teacher["params"], cfg.teacher_steps, teacher["val_loss"],
-                          teacher["train_seconds"], teacher["from_cache"]],
-              "scratch student (mean)": [results["student_params"], cfg.student_steps,
-                                         _scratch_val, runs[runs.arm == "scratch"].seconds.mean(), "-"]},
-             index=["parameters", "training steps", "validation loss (nats/token)",
-                    "training seconds", "from the cache"])
+guide.teacher_table(results, cfg)
 
 # %% [markdown]
 # ## Why not characters
@@ -352,10 +329,7 @@ plt.show()
 
 # %%
 timing = results["timing"]
-pd.DataFrame({arm: {"median s/step": float(np.median(timing.values(arm))),
-                    "min s/step": float(np.min(timing.values(arm))),
-                    "ratio to scratch": timing.ratio(arm, "scratch").mean if arm != "scratch" else 1.0}
-              for arm in timing.arms}).T.round(4)
+guide.timing_table(timing).round(4)
 
 # %% [markdown]
 # ## Claims
@@ -370,30 +344,8 @@ pd.DataFrame({arm: {"median s/step": float(np.median(timing.values(arm))),
 
 # %%
 record.check_all(guide.measure(results))
-_t = table
-for _arm in ("guide_emb", "guide", "kd", "guide_kd"):
-    glue(f"share_{_arm}", float(_t.loc[_arm, "gap closed"]))
-for _arm in ("scratch", "guide_emb", "guide", "kd", "guide_kd", "teacher"):
-    glue(f"loss_{_arm}", float(_t.loc[_arm, "test loss"]))
-glue("teacher_val", float(teacher["val_loss"]))
-glue("student_steps", int(cfg.student_steps))
-glue("eval_every", int(cfg.eval_every))
-glue("student_tokens", int(cfg.student_steps * cfg.batch * cfg.block))
-glue("scratch_val", _scratch_val)
-glue("teacher_seconds", float(teacher["train_seconds"]))
-glue("ratio_guide", float(timing.ratio("guide", "scratch").mean))
-glue("ratio_kd", float(timing.ratio("kd", "scratch").mean))
-glue("fold_full", float(results["fold"]["relative error of block 1"].iloc[0]))
-_c0 = results["curves"][results["curves"].step == 0].groupby("arm").val_loss.mean()
-for _arm in ("scratch", "guide_emb", "guide"):
-    glue(f"step0_{_arm}", float(_c0[_arm]))
-_cl = results["curves"][results["curves"].step == cfg.student_steps].groupby("arm").val_loss.mean()
-_sc = guide.share_curves(results["curves"], teacher["val_loss"])
-glue("share_first", float(_sc[(_sc.arm == "guide") & (_sc.step == cfg.eval_every)].share.mean()))
-glue("share_last", float((_cl["scratch"] - _cl["guide"]) / (_cl["scratch"] - teacher["val_loss"])))
-_r = recon.set_index("d")
-glue("ev_student", float(_r.loc[cfg.student_d, "explained variance"]) if cfg.student_d in _r.index else float("nan"))
-glue("recon_student", float(_r.loc[cfg.student_d, "loss increase"]) if cfg.student_d in _r.index else float("nan"))
+for _name, _value in guide.prose_values(results, table, cfg).items():
+    glue(_name, _value)
 _verdicts = {c.claim.id: c.verdict for c in record.checks}
 for _cid in ("guide-closes-gap", "guide-beats-kd", "guide-kd-near-additive", "first-block-adds",
              "no-training-overhead", "guide-kd-beats-guide"):

@@ -378,3 +378,11 @@ def test_teacher_cache_roundtrip_and_corrupt_file(tmp_path, monkeypatch):
     assert not rebuilt.from_cache
     for k, v in first.model.state_dict().items():     # same seed, same batches: same teacher
         assert torch.allclose(v, rebuilt.model.state_dict()[k])
+
+
+def test_fold_demo_is_exact_without_layernorm_and_checks_input():
+    torch.manual_seed(0)
+    assert G.fold_demo("none") < 1e-12 and G.fold_demo("RMSNorm") < 1e-12
+    assert G.fold_demo("LayerNorm") > 1e-6
+    with pytest.raises(ValueError, match="norm must be"):
+        G.fold_demo("BatchNorm")

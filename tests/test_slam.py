@@ -171,3 +171,8 @@ def test_config_profiles_and_bad_values():
         S.Config.resolve("cpu", {"k_target": 0.0})
     with pytest.raises(ConfigError, match="exceeds"):
         S.Config.resolve("cpu", {"n_unlabeled": 55000, "n_val": 9000})
+
+
+def test_theory_study_one_row_per_seed():
+    t = S.theory_study(seeds=2, n=300)
+    assert list(t["seed"]) == [0, 1] and {"plain", "forward_corrected"} <= set(t.columns)

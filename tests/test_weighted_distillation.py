@@ -220,3 +220,18 @@ def test_per_seed_diff_averages_over_the_sweep():
     assert wd._per_seed_diff(runs, "a", "b").tolist() == pytest.approx([0.05, 0.1])
     with pytest.raises(KeyError):
         wd._per_seed_diff(runs, "a", "c")
+
+
+def test_paired_differences_by_hand():
+    import pandas as pd
+    arms = {"labeled_only": [0.5, 0.6], "kd_hard": [0.6, 0.8], "wd_hard": [0.7, 0.8],
+            "kd_soft": [0.6, 0.6], "wd_soft": [0.6, 0.7], "control_kd_hard": [0.1, 0.2],
+            "control_wd_hard": [0.3, 0.3], "control_kd_soft": [0.2, 0.2],
+            "control_wd_soft": [0.2, 0.4], "oracle": [0.9, 0.9]}
+    runs = pd.DataFrame([{"arm": a, "seed": s, "test_acc": v[s]} for a, v in arms.items()
+                         for s in (0, 1)])
+    d = wd.paired_differences(runs).set_index("comparison")
+    assert d.loc["kd_hard - labeled_only", "mean"] == pytest.approx(0.15)
+    assert d.loc["wd_hard - kd_hard", "mean"] == pytest.approx(0.05)
+    assert d.loc["control_wd_hard - control_kd_hard", "mean"] == pytest.approx(0.15)
+    assert list(d["n"]) == [2] * 6

@@ -842,6 +842,87 @@ def share_curves(curves: pd.DataFrame, teacher_val: float) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def fold_demo(norm: str) -> float:
+    """Relative error of GUIDE's block fold on a random 1-block GPT (d 16 -> 8, float64,
+    perturbed weights) with LayerNorm, RMSNorm or no norm ("none") in the block: exact
+    up to rounding without a norm or with RMSNorm, not with LayerNorm."""
+    if norm not in ("none", "RMSNorm", "LayerNorm"):
+        raise ValueError(f"norm must be 'none', 'RMSNorm' or 'LayerNorm', got {norm!r}")
+    t = lm.GPT(lm.GPTConfig(40, 8, 1, 16, 4)).double()
+    s = lm.GPT(lm.GPTConfig(40, 8, 1, 16, 4)).double()
+    for m in (t, s):
+        if norm != "LayerNorm":
+            m.blocks[0].ln1 = nn.Identity() if norm == "none" else nn.RMSNorm(16).double()
+            m.blocks[0].ln2 = nn.Identity() if norm == "none" else nn.RMSNorm(16).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    info = guide_init(s, t)
+    x = torch.randn(2, 8, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    return fold_error(t, s, x, info.pca.components)
+
+
+def scratch_val(results: dict) -> float:
+    """The scratch students' mean validation loss."""
+    runs = results["runs"]
+    return float(runs[runs.arm == SCRATCH].val_loss.mean())
+
+
+def teacher_table(results: dict, cfg: "Config") -> pd.DataFrame:
+    """The teacher beside the mean scratch student: parameters, steps, validation loss,
+    training seconds, whether the teacher came from the cache."""
+    teacher, runs = results["teacher"], results["runs"]
+    return pd.DataFrame(
+        {"teacher": [teacher["params"], cfg.teacher_steps, teacher["val_loss"],
+                     teacher["train_seconds"], teacher["from_cache"]],
+         "scratch student (mean)": [results["student_params"], cfg.student_steps,
+                                    scratch_val(results),
+                                    runs[runs.arm == SCRATCH].seconds.mean(), "-"]},
+        index=["parameters", "training steps", "validation loss (nats/token)",
+               "training seconds", "from the cache"])
+
+
+def timing_table(timing) -> pd.DataFrame:
+    """Seconds per step per arm (median and minimum over repeats) and the paired ratio to
+    scratch."""
+    return pd.DataFrame({arm: {"median s/step": float(np.median(timing.values(arm))),
+                               "min s/step": float(np.min(timing.values(arm))),
+                               "ratio to scratch": timing.ratio(arm, SCRATCH).mean
+                               if arm != SCRATCH else 1.0}
+                         for arm in timing.arms}).T
+
+
+def prose_values(results: dict, table: pd.DataFrame, cfg: "Config") -> dict[str, float | int]:
+    """The figures the chapter's prose quotes (glued, never typed), from the results and
+    the summary table."""
+    teacher, timing, curves = results["teacher"], results["timing"], results["curves"]
+    v: dict[str, float | int] = {}
+    for arm in ("guide_emb", "guide", "kd", "guide_kd"):
+        v[f"share_{arm}"] = float(table.loc[arm, "gap closed"])
+    for arm in ("scratch", "guide_emb", "guide", "kd", "guide_kd", "teacher"):
+        v[f"loss_{arm}"] = float(table.loc[arm, "test loss"])
+    v.update(teacher_val=float(teacher["val_loss"]), student_steps=int(cfg.student_steps),
+             eval_every=int(cfg.eval_every),
+             student_tokens=int(cfg.student_steps * cfg.batch * cfg.block),
+             scratch_val=scratch_val(results), teacher_seconds=float(teacher["train_seconds"]),
+             ratio_guide=float(timing.ratio("guide", SCRATCH).mean),
+             ratio_kd=float(timing.ratio("kd", SCRATCH).mean),
+             fold_full=float(results["fold"]["relative error of block 1"].iloc[0]))
+    first = curves[curves.step == 0].groupby("arm").val_loss.mean()
+    for arm in (SCRATCH, "guide_emb", "guide"):
+        v[f"step0_{arm}"] = float(first[arm])
+    last = curves[curves.step == cfg.student_steps].groupby("arm").val_loss.mean()
+    sc = share_curves(curves, teacher["val_loss"])
+    v["share_first"] = float(sc[(sc.arm == "guide") & (sc.step == cfg.eval_every)].share.mean())
+    v["share_last"] = float((last[SCRATCH] - last["guide"]) / (last[SCRATCH] - teacher["val_loss"]))
+    r = results["reconstruction"].set_index("d")
+    have = cfg.student_d in r.index
+    v["ev_student"] = float(r.loc[cfg.student_d, "explained variance"]) if have else float("nan")
+    v["recon_student"] = float(r.loc[cfg.student_d, "loss increase"]) if have else float("nan")
+    return v
+
+
 #: The paper's headline numbers (abstract and summaries; the tables were not readable
 #: offline): share of the teacher-student gap closed by GUIDE.
 PAPER = pd.DataFrame([("400M", "~20B", 26.5), ("1B", "~20B", 25.1)],

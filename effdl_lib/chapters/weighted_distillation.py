@@ -491,3 +491,37 @@ def accuracy_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "ci_high": est.ci_high, "n": est.n,
                      "mean_weight": g["mean_weight"].mean(), "train_s": g["train_s"].median()})
     return pd.DataFrame(rows)
+
+
+def paired_differences(runs: pd.DataFrame, variants=()) -> pd.DataFrame:
+    """Test-accuracy differences between the arms the chapter compares, paired by seed
+    (mean, 95 % CI, n): the premise (KD over L alone), WD over KD (hard, soft, each weight
+    variant), the positive control, and the oracle's headroom."""
+    comparisons = [("kd_hard", "labeled_only"), ("wd_hard", "kd_hard"), ("wd_soft", "kd_soft"),
+                   *[(f"wd_hard_{v}", "kd_hard") for v in variants],
+                   ("control_wd_hard", "control_kd_hard"),
+                   ("control_wd_soft", "control_kd_soft"), ("oracle", "kd_hard")]
+    return pd.DataFrame([{"comparison": f"{a} - {b}",
+                          **D.paired_estimate(runs, a, b, "test_acc").as_dict()}
+                         for a, b in comparisons])[["comparison", "mean", "ci_low", "ci_high", "n"]]
+
+
+def prose_values(table: pd.DataFrame, diffs: pd.DataFrame, teachers: pd.DataFrame) -> dict[str, float]:
+    """The figures the chapter's prose quotes (glued, never typed): mean accuracy per arm,
+    the teachers' accuracies, and the main paired differences in points."""
+    acc = table.groupby("arm")["mean"].mean()
+    v = {f"acc_{arm}": float(acc[arm]) for arm in (
+        "labeled_only", "kd_hard", "wd_hard", "kd_soft", "wd_soft", "oracle",
+        "control_kd_hard", "control_wd_hard", "control_kd_soft", "control_wd_soft")}
+    t = teachers.mean(numeric_only=True)
+    v.update(teacher_test=float(t["teacher_test_acc"]), teacher_u=float(t["teacher_unlabeled_acc"]),
+             control_u=float(t["control_unlabeled_acc"]))
+    d = diffs.set_index("comparison")
+    for key, cmp in (("real_hard", "wd_hard - kd_hard"), ("real_soft", "wd_soft - kd_soft"),
+                     ("ctl_hard", "control_wd_hard - control_kd_hard"),
+                     ("ctl_soft", "control_wd_soft - control_kd_soft"),
+                     ("premise", "kd_hard - labeled_only")):
+        v[f"d_{key}"] = 100 * float(d.loc[cmp, "mean"])
+        v[f"d_{key}_lo"] = 100 * float(d.loc[cmp, "ci_low"])
+        v[f"d_{key}_hi"] = 100 * float(d.loc[cmp, "ci_high"])
+    return v
